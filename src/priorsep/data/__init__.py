@@ -1,0 +1,1 @@
+"""Datasets of solo sources (for training priors) and of mixes (for evaluation)."""

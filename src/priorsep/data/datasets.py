@@ -1,0 +1,42 @@
+"""Dataset names as the command line knows them -> training data and validation sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from priorsep.data.folders import FolderSources
+from priorsep.data.toy import ToyDataset, ToySources
+from priorsep.errors import UsageError
+
+VALIDATION_EXAMPLES = 16
+VALIDATION_SEED = 12345
+
+
+def training_data(name: str, root: Path | None, sources: str | None, sample_rate: int,
+                  frame_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """Build (data, validation sources (n, N, frame_length), model-card info) for a dataset.
+
+    The toy validation set is the fixed validation split; for folders it is a fixed-seed draw
+    of crops from the same files (the card says so).
+    """
+    if name == "toy":
+        if sources is not None:
+            raise UsageError("--sources applies to --dataset folder only")
+        split = ToyDataset("validation", VALIDATION_EXAMPLES, sample_rate,
+                           duration=frame_length / sample_rate)
+        validation = split.batch(range(VALIDATION_EXAMPLES))
+        info = {"training": {"dataset": "toy (sine, sawtooth, square, triangle; on the fly)"}}
+        return ToySources(sample_rate), validation, info
+    if name == "folder":
+        if root is None:
+            raise UsageError("--dataset folder needs --root ROOT (ROOT/<source>/*.wav)")
+        names = tuple(s.strip() for s in sources.split(",")) if sources else None
+        data = FolderSources(root, sample_rate, names)
+        generator = torch.Generator().manual_seed(VALIDATION_SEED)
+        validation = data.sample(generator, VALIDATION_EXAMPLES, frame_length)
+        info = {"training": {"dataset": f"folder {root} (validation: fixed crops of it)"}}
+        return data, validation, info
+    raise UsageError(f"unknown dataset {name!r}; use toy or folder")

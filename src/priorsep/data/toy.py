@@ -1,0 +1,135 @@
+"""The toy dataset: sine, sawtooth, square and triangle waves, generated on the fly.
+
+Per example and source independently: frequency uniform over the piano range
+[27.5 Hz, 4186 Hz], amplitude uniform [0.8, 1.0], phase uniform [0, 2 pi). The mix is the mean.
+The fixed splits draw each example's parameters from `numpy.random.SeedSequence((seed, split,
+index))`, so an example depends only on its index, and render them in float64 on the CPU
+before casting to float32: the test split is the same on every run and machine.
+
+Reference: the toy experiment of Jayaram & Thickstun 2020 (BASIS), arXiv 2002.07942.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SOURCES: tuple[str, ...] = ("sine", "sawtooth", "square", "triangle")
+SPLITS = {"train": (0, 5000), "validation": (1, 500), "test": (2, 1500)}
+"""Split name -> (split id in the seed, default number of examples)."""
+DEFAULT_SEED = 2020
+
+
+@dataclass(frozen=True)
+class ToyParams:
+    """Oscillator parameters, each (n_sources,) or (batch, n_sources), float64."""
+
+    frequency: torch.Tensor
+    amplitude: torch.Tensor
+    phase: torch.Tensor
+
+
+def render(params: ToyParams, length: int, sample_rate: int) -> torch.Tensor:
+    """Render the four waveforms.
+
+    Args:
+        params: tensors of shape (..., 4), in the order of `SOURCES`.
+        length: samples per signal.
+
+    Returns:
+        (..., 4, length) float32.
+    """
+    time = torch.arange(length, dtype=torch.float64) / sample_rate
+    cycles = params.frequency[..., None] * time + params.phase[..., None] / (2 * math.pi)
+    frac = cycles - torch.floor(cycles)  # (..., 4, length) in [0, 1)
+    sine = torch.sin(2 * math.pi * frac[..., 0, :])
+    sawtooth = 2 * frac[..., 1, :] - 1
+    square = torch.where(frac[..., 2, :] < 0.5, 1.0, -1.0).to(torch.float64)
+    triangle = 1 - 4 * torch.abs(frac[..., 3, :] - 0.5)
+    waves = torch.stack([sine, sawtooth, square, triangle], dim=-2)
+    return (waves * params.amplitude[..., None]).to(torch.float32)
+
+
+def random_params(generator: torch.Generator, batch: int) -> ToyParams:
+    """Independent parameters for `batch` examples of every source, from a torch generator."""
+    uniform = torch.rand(3, batch, len(SOURCES), generator=generator, dtype=torch.float64)
+    return ToyParams(
+        frequency=27.5 + uniform[0] * (4186.0 - 27.5),
+        amplitude=0.8 + uniform[1] * 0.2,
+        phase=uniform[2] * 2 * math.pi,
+    )
+
+
+def random_sources(generator: torch.Generator, batch: int, length: int,
+                   sample_rate: int = 16000) -> torch.Tensor:
+    """A training batch of solo sources, (batch, 4, length) float32 (sources independent)."""
+    return render(random_params(generator, batch), length, sample_rate)
+
+
+class ToyDataset:
+    """A fixed split of toy examples; item i is its sources, (4, length) float32.
+
+    Args:
+        split: "train", "validation" or "test".
+        n_examples: how many (default: 5000 / 500 / 1500 as in the paper).
+        sample_rate: Hz (16 kHz as in the paper; the thesis used 14.7 kHz).
+        duration: seconds per example.
+        seed: base seed; the default gives the published split.
+    """
+
+    sources = SOURCES
+
+    def __init__(self, split: str = "test", n_examples: int | None = None,
+                 sample_rate: int = 16000, duration: float = 1.0,
+                 seed: int = DEFAULT_SEED) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        split_id, default_n = SPLITS[split]
+        self.split_id = split_id
+        self.n_examples = default_n if n_examples is None else n_examples
+        self.sample_rate = sample_rate
+        self.length = int(round(duration * sample_rate))
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.n_examples
+
+    def params(self, index: int) -> ToyParams:
+        rng = np.random.Generator(np.random.PCG64(
+            np.random.SeedSequence((self.seed, self.split_id, index))))
+        uniform = torch.from_numpy(rng.random((3, len(SOURCES)), dtype=np.float64))
+        return ToyParams(
+            frequency=27.5 + uniform[0] * (4186.0 - 27.5),
+            amplitude=0.8 + uniform[1] * 0.2,
+            phase=uniform[2] * 2 * math.pi,
+        )
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < self.n_examples:
+            raise IndexError(index)
+        return render(self.params(index), self.length, self.sample_rate)
+
+    def batch(self, indices) -> torch.Tensor:
+        """Stack examples: (len(indices), 4, length)."""
+        return torch.stack([self[i] for i in indices])
+
+
+def mix(sources: torch.Tensor) -> torch.Tensor:
+    """The toy mixing function: the mean over the source axis, (..., N, T) -> (..., T)."""
+    return sources.mean(dim=-2)
+
+
+class ToySources:
+    """Endless training batches of toy sources, drawn from a torch generator (resumable)."""
+
+    sources = SOURCES
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        self.sample_rate = sample_rate
+
+    def sample(self, generator: torch.Generator, batch: int, length: int) -> torch.Tensor:
+        """(batch, 4, length) float32, every source drawn independently."""
+        return random_sources(generator, batch, length, self.sample_rate)

@@ -1,0 +1,49 @@
+"""Typed exceptions raised by the core; only `priorsep.cli` turns them into messages and exit codes."""
+
+
+class PriorsepError(Exception):
+    """Base class of every error priorsep reports to a user."""
+
+    exit_code = 1
+
+
+class UsageError(PriorsepError):
+    """An option or argument has a value the command cannot use."""
+
+    exit_code = 2
+
+
+class AudioReadError(PriorsepError):
+    """An audio file is missing, unreadable or not audio."""
+
+    exit_code = 3
+
+
+class DatasetError(PriorsepError):
+    """A dataset root does not have the expected layout or holds no usable audio."""
+
+    exit_code = 4
+
+
+class ModelNotFoundError(PriorsepError):
+    """A model id names no bundled model, local folder or reachable repository."""
+
+    exit_code = 5
+
+
+class ModelFormatError(PriorsepError):
+    """A model folder exists but a file in it is missing, corrupt or of an unknown version."""
+
+    exit_code = 6
+
+
+class CheckpointError(PriorsepError):
+    """A training checkpoint cannot be resumed (missing, corrupt, or from another config)."""
+
+    exit_code = 7
+
+
+class TrainingInterrupted(PriorsepError):
+    """Training was stopped by the user after a checkpoint was saved."""
+
+    exit_code = 130

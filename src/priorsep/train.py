@@ -1,0 +1,304 @@
+"""One training loop for `priorsep train` and `priorsep finetune-noise`.
+
+Maximises the exact log-likelihood of solo sources (optionally noised, x + sigma * eps, with
+sigma given to the prior as its condition). Checkpoints are written atomically every
+`checkpoint_every` steps and on Ctrl-C; `resume=True` continues bit for bit (weights, Adam state,
+step, every random generator). Under `torchrun` the loop runs data-parallel (DDP: gloo on CPU,
+NCCL on CUDA); each rank draws its own batches and rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from priorsep.config import ModelConfig, TrainConfig, from_dict
+from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
+from priorsep.nn.prior import SourcePriors
+from priorsep.storage import atomic_write, save_model
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class SourceData(Protocol):
+    """Anything that draws (batch, n_sources, length) solo-source batches from a generator."""
+
+    sources: tuple[str, ...]
+
+    def sample(self, generator: torch.Generator, batch: int, length: int) -> torch.Tensor: ...
+
+
+@dataclass
+class Progress:
+    """What the loop reports after every step (the CLI renders it)."""
+
+    step: int
+    total: int
+    loss: float
+    """Negative log-likelihood in nats per sample, averaged over sources."""
+    samples_per_second: float
+    """Audio samples (all sources) processed per second, all ranks together."""
+    lr: float
+    validation: list[float] | None = None
+    """Per-source validation log-likelihood (nats/sample), on evaluation steps."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when available; `cuda` without a GPU is a usage error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Step decay: multiplied by `lr_decay` `lr_decay_times` times, evenly over the run."""
+    stage = min(step * (config.lr_decay_times + 1) // config.steps, config.lr_decay_times)
+    return config.lr * config.lr_decay**stage
+
+
+def draw_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
+               n_sources: int) -> torch.Tensor:
+    """Noise levels (batch, n_sources): log-uniform in [sigma_min, sigma_max], some clean."""
+    if config.sigma_max <= 0:
+        return torch.zeros(batch, n_sources)
+    low = math.log(max(config.sigma_min, 1e-4))
+    high = math.log(config.sigma_max)
+    uniform = torch.rand(2, batch, n_sources, generator=generator)
+    sigma = torch.exp(low + uniform[0] * (high - low))
+    return torch.where(uniform[1] < config.clean_fraction, torch.zeros_like(sigma), sigma)
+
+
+@torch.inference_mode()
+def validation_log_likelihood(priors: SourcePriors, sources: torch.Tensor,
+                              sigma: float = 0.0, batch_size: int = 8) -> list[float]:
+    """Mean log-likelihood (nats/sample) of each source under its own prior."""
+    device = next(priors.parameters()).device
+    was_training = priors.training
+    priors.eval()
+    totals = torch.zeros(sources.shape[1], dtype=torch.float64)
+    for chunk in sources.split(batch_size):
+        totals += priors.log_prob(chunk.to(device), sigma).double().sum(dim=0).cpu()
+    priors.train(was_training)
+    return (totals / (sources.shape[0] * sources.shape[2])).tolist()
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to checkpoint and stop; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: leave signals alone
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get(
+            "PRIORSEP_DDP_BACKEND", "") != "gloo" else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(value: Any, world: int) -> list[Any]:
+    if world == 1:
+        return [value]
+    values: list[Any] = [None] * world
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _check_resumable(saved: dict, model_config: ModelConfig, train_config: TrainConfig,
+                     path: Path) -> None:
+    if ModelConfig.from_dict(saved["model_config"]) != model_config:
+        raise CheckpointError(f"{path}: was made with another model configuration")
+    old = from_dict(TrainConfig, saved["train_config"])
+    if dataclasses.replace(old, steps=train_config.steps) != train_config:
+        raise CheckpointError(
+            f"{path}: was made with other training options; only --steps may change on --resume")
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    data: SourceData,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    init_state: dict[str, torch.Tensor] | None = None,
+    validation: torch.Tensor | None = None,
+    info: dict[str, Any] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SourcePriors:
+    """Train the priors of `model_config` on `data` and write the model folder `out_dir`.
+
+    Args:
+        init_state: weights to start from (fine-tuning); ignored when resuming.
+        validation: (n, n_sources, length) held-out sources, scored every `eval_every` steps
+            and at the end (the figure goes into the model card).
+        info: extra lines for the model card (dataset name, ...).
+
+    Returns:
+        The trained priors (on `device`, eval mode).
+
+    Raises:
+        TrainingInterrupted: after Ctrl-C, once the checkpoint is written.
+    """
+    out_dir = Path(out_dir)
+    if train_config.sigma_max > 0:
+        model_config = dataclasses.replace(
+            model_config,
+            sigma_min=min(train_config.sigma_min, model_config.sigma_min or math.inf),
+            sigma_max=max(train_config.sigma_max, model_config.sigma_max))
+    rank, world = _distributed()
+    device = torch.device(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if tuple(data.sources) != model_config.sources:
+        raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
+    if train_config.frame_length % model_config.flow.frame_multiple:
+        raise UsageError(f"--frame-length must be a multiple of {model_config.flow.frame_multiple}")
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    if not resume and checkpoint_path.exists():
+        raise UsageError(f"{checkpoint_path} exists: pass --resume to continue it, "
+                         "or choose another --out")
+
+    torch.manual_seed(train_config.seed)
+    priors = SourcePriors(model_config).to(device)
+    optimizer = torch.optim.Adam(priors.parameters(), lr=train_config.lr)
+    generator = torch.Generator().manual_seed(train_config.seed * 1000 + rank)
+    step, elapsed = 0, 0.0
+    if resume:
+        if not checkpoint_path.is_file():
+            raise CheckpointError(f"{checkpoint_path}: nothing to resume")
+        try:
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a damaged file
+            raise CheckpointError(f"{checkpoint_path}: unreadable ({error})") from None
+        _check_resumable(saved, model_config, train_config, checkpoint_path)
+        priors.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["data_rng"][rank])
+        torch.set_rng_state(saved["torch_rng"])
+        step, elapsed = saved["step"], saved["elapsed"]
+    else:
+        if init_state is not None:
+            priors.load_state_dict(init_state)
+        priors.train()
+        with torch.no_grad():  # ActNorm's data-dependent initialisation, before DDP syncs
+            first = data.sample(generator, train_config.batch_size, train_config.frame_length)
+            priors(first.to(device), 0.0)
+    model = DistributedDataParallel(priors) if world > 1 else priors
+    n_sources = len(model_config.sources)
+    length = train_config.frame_length
+
+    def save_checkpoint() -> None:
+        states = _gather(generator.get_state(), world)
+        if rank == 0:
+            state = {
+                "model": priors.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "data_rng": states,
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "elapsed": elapsed,
+                "model_config": dataclasses.asdict(model_config),
+                "train_config": dataclasses.asdict(train_config),
+            }
+            atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
+        if world > 1:
+            dist.barrier()
+
+    priors.train()
+    with _StopFlag() as stop:
+        while step < train_config.steps:
+            started = time.perf_counter()
+            lr = learning_rate(train_config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            clean = data.sample(generator, train_config.batch_size, length)
+            sigma = draw_sigma(train_config, generator, train_config.batch_size, n_sources)
+            noise = torch.randn(clean.shape, generator=generator)
+            noisy = (clean + sigma[..., None] * noise).to(device)
+            log_prob = model(noisy, sigma.to(device))  # (B, N) nats
+            loss = -log_prob.mean() / length
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if train_config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(priors.parameters(), train_config.grad_clip)
+            optimizer.step()
+            step += 1
+            duration = time.perf_counter() - started
+            elapsed += duration
+            scores = None
+            if validation is not None and train_config.eval_every and (
+                    step % train_config.eval_every == 0 or step == train_config.steps):
+                scores = validation_log_likelihood(priors, validation)
+            if on_progress is not None and rank == 0:
+                on_progress(Progress(step, train_config.steps, loss.item(), clean.numel() *
+                                     world / duration, lr, scores))
+            stop_now = _gather(stop.requested, world)
+            if any(stop_now):
+                save_checkpoint()
+                raise TrainingInterrupted(
+                    f"stopped at step {step}; checkpoint saved to {checkpoint_path}, "
+                    "continue with --resume")
+            if step % train_config.checkpoint_every == 0 or step == train_config.steps:
+                save_checkpoint()
+
+    priors.eval()
+    if rank == 0:
+        card = dict(info or {})
+        training = dict(card.get("training", {}))
+        training.update({
+            "steps": step,
+            "batch size": f"{train_config.batch_size} x {world} rank(s)",
+            "frame length": length,
+            "learning rate": f"{train_config.lr} (x{train_config.lr_decay}, "
+                             f"{train_config.lr_decay_times} times)",
+            "noise levels": f"[{train_config.sigma_min}, {train_config.sigma_max}]",
+            "training time (s)": round(elapsed, 1),
+            "device": str(device),
+        })
+        card["training"] = training
+        if validation is not None:
+            scores = validation_log_likelihood(priors, validation)
+            card.setdefault("evaluation", {})["validation log-likelihood (nats/sample)"] = {
+                source: round(score, 3) for source, score in zip(model_config.sources, scores)}
+        save_model(priors, out_dir, card)
+    if world > 1:
+        dist.barrier()
+    return priors
