@@ -37,6 +37,24 @@ class ModelFormatError(PriorsepError):
     exit_code = 6
 
 
+class ModelNotCachedError(ModelNotFoundError):
+    """Offline mode is on and the requested Hub model is not in the local cache."""
+
+    exit_code = 8
+
+
+class HubUnreachableError(PriorsepError):
+    """The Hub could not be reached (network failure, timeout, server error) and nothing is cached."""
+
+    exit_code = 9
+
+
+class ModelIntegrityError(ModelFormatError):
+    """A downloaded model file does not match the checksum the Hub announced for it."""
+
+    exit_code = 10
+
+
 class CheckpointError(PriorsepError):
     """A training checkpoint cannot be resumed (missing, corrupt, or from another config)."""
 

@@ -64,9 +64,10 @@ class WaveNet(nn.Module):
                 self.cond.append(
                     nn.Conv1d(g * cond_channels, g * 2 * residual_channels, 1, groups=g)
                 )
-            self.residual.append(
-                nn.Conv1d(g * residual_channels, g * residual_channels, 1, groups=g)
-            )
+            if i < n_layers - 1:  # the last layer's residual output would feed nothing
+                self.residual.append(
+                    nn.Conv1d(g * residual_channels, g * residual_channels, 1, groups=g)
+                )
             self.skip.append(nn.Conv1d(g * residual_channels, g * skip_channels, 1, groups=g))
         self.head = nn.Conv1d(g * skip_channels, g * skip_channels, 1, groups=g)
         self.out = nn.Conv1d(g * skip_channels, g * out_channels, 1, groups=g)
@@ -92,6 +93,7 @@ class WaveNet(nn.Module):
             gates = gates.view(batch, self.groups, 2 * self.residual_channels, time)
             filt, gate = gates.chunk(2, dim=2)
             act = (torch.tanh(filt) * torch.sigmoid(gate)).reshape(batch, -1, time)
-            h = (h + self.residual[i](act)) * math.sqrt(0.5)
+            if i < len(self.residual):
+                h = (h + self.residual[i](act)) * math.sqrt(0.5)
             skip_sum = skip_sum + self.skip[i](act)
         return self.out(torch.relu(self.head(torch.relu(skip_sum))))

@@ -1,0 +1,1 @@
+"""Separation: mixing functions, the Langevin posterior sampler and overlap-add over long audio."""

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny configurations that train and evaluate in seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from priorsep.config import FlowConfig, ModelConfig
+
+TINY_FLOW = FlowConfig(n_blocks=2, n_flows=2, n_layers=2, residual_channels=8, skip_channels=8,
+                       cond_channels=4)
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+    yield
+
+
+@pytest.fixture
+def tiny_flow() -> FlowConfig:
+    return TINY_FLOW
+
+
+@pytest.fixture
+def tiny_model_config() -> ModelConfig:
+    return ModelConfig(flow=TINY_FLOW)
+
+
+def randomize_couplings(module: torch.nn.Module, std: float = 0.1) -> None:
+    """Give the zero-initialised output convs random weights so couplings are not identities."""
+    generator = torch.Generator().manual_seed(1)
+    for name, parameter in module.named_parameters():
+        if ".net.out." in name:
+            with torch.no_grad():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)

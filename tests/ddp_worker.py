@@ -1,0 +1,26 @@
+"""Run by `torchrun` from test_ddp.py: a tiny data-parallel training; each rank saves its replica."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from priorsep.config import FlowConfig, ModelConfig, TrainConfig
+from priorsep.data.toy import ToySources
+from priorsep.train import train
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    torch.set_num_threads(1)
+    flow = FlowConfig(n_blocks=2, n_flows=2, n_layers=2, residual_channels=8, skip_channels=8,
+                      cond_channels=4)
+    priors = train(ModelConfig(flow=flow), TrainConfig(steps=4, batch_size=2, frame_length=256,
+                                                       checkpoint_every=2, seed=5),
+                   ToySources(), out)
+    rank = torch.distributed.get_rank()
+    state = {k: v.contiguous() for k, v in priors.state_dict().items()}
+    save_file(state, str(out / f"replica-{rank}.safetensors"))
+    torch.distributed.destroy_process_group()
