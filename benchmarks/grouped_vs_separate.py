@@ -19,14 +19,17 @@ from priorsep.config import FlowConfig, ModelConfig
 from priorsep.nn.prior import SourcePriors
 
 
-def time_call(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def time_alternately(calls: dict, repeats: int) -> dict:
+    """Median seconds per call, the calls interleaved so machine load hits all of them alike."""
+    for fn in calls.values():
+        fn()  # warm-up
+    times: dict = {key: [] for key in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for key, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def main() -> None:
@@ -46,7 +49,7 @@ def main() -> None:
     print("| architecture | layout | train samples/s | inference samples/s |")
     print("|---|---|---|---|")
     for label, flow in flows.items():
-        results = {}
+        calls = {}
         for grouped in (True, False):
             torch.manual_seed(0)
             priors = SourcePriors(ModelConfig(flow=flow, grouped=grouped))
@@ -56,18 +59,21 @@ def main() -> None:
             with torch.no_grad():
                 priors(x)
 
-            def step():
+            def step(priors=priors, optimizer=optimizer, x=x):
                 loss = -priors.log_prob(x).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
 
-            def infer():
+            def infer(priors=priors, x=x):
                 with torch.inference_mode():
                     priors.log_prob(x)
 
-            results[grouped] = (time_call(step, args.repeats), time_call(infer, args.repeats))
-        samples = x.numel()
+            calls[grouped, "train"] = step
+            calls[grouped, "infer"] = infer
+        seconds = time_alternately(calls, args.repeats)
+        results = {g: (seconds[g, "train"], seconds[g, "infer"]) for g in (True, False)}
+        samples = args.batch_size * 4 * args.frame_length
         for grouped, (train_s, infer_s) in results.items():
             layout = "grouped" if grouped else "separate"
             print(f"| {label} | {layout} | {samples / train_s:,.0f} | {samples / infer_s:,.0f} |")

@@ -1,4 +1,4 @@
-"""Run by `torchrun` from test_ddp.py: a tiny data-parallel training; each rank saves its replica."""
+"""Run by `torchrun` from test_ddp.py: tiny data-parallel training; each rank saves its replica."""
 
 from __future__ import annotations
 

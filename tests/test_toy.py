@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from priorsep.data.toy import SOURCES, ToyDataset, ToySources, mix, render, random_params
+from priorsep.data.toy import SOURCES, ToyDataset, ToySources, mix, random_params, render
 
 
 def test_test_split_is_bit_identical_across_instances_and_order():

@@ -13,8 +13,13 @@ from priorsep.config import ModelConfig, TrainConfig
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
 from priorsep.storage import load_model
-from priorsep.train import (CHECKPOINT_NAME, draw_sigma, learning_rate, train,
-                            validation_log_likelihood)
+from priorsep.train import (
+    CHECKPOINT_NAME,
+    draw_sigma,
+    learning_rate,
+    train,
+    validation_log_likelihood,
+)
 from tests.conftest import TINY_FLOW
 
 SHORT = TrainConfig(steps=6, batch_size=2, frame_length=256, checkpoint_every=3, seed=1)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from priorsep.errors import PriorsepError
@@ -32,6 +30,19 @@ console = Console(stderr=True)
 
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")]
+DatasetOption = Annotated[str, typer.Option(help="toy, or folder (ROOT/<source>/*.wav|flac).")]
+RootOption = Annotated[Path | None, typer.Option(help="Dataset root for --dataset folder.")]
+StepsOption = Annotated[int, typer.Option(help="Optimisation steps (per noise level).")]
+BatchOption = Annotated[int, typer.Option(help="Examples per step (per rank).")]
+FrameOption = Annotated[int, typer.Option(help="Samples per training example.")]
+LrOption = Annotated[float, typer.Option(help="Adam learning rate.")]
+DecayOption = Annotated[float, typer.Option(help="Learning-rate decay factor.")]
+DecayTimesOption = Annotated[int, typer.Option(help="How many decays over the run.")]
+CheckpointOption = Annotated[int, typer.Option(help="Steps between checkpoints.")]
+EvalOption = Annotated[int, typer.Option(help="Steps between validation scores (0: end only).")]
+ResumeOption = Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed.")]
 
 
 def reports_errors(command):
@@ -102,10 +113,10 @@ class TrainReporter:
 @app.command()
 @reports_errors
 def train(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
-    dataset: Annotated[str, typer.Option(help="toy, or folder (ROOT/<source>/*.wav|flac).")] = "toy",
-    root: Annotated[Optional[Path], typer.Option(help="Dataset root for --dataset folder.")] = None,
-    sources: Annotated[Optional[str], typer.Option(
+    out: OutOption,
+    dataset: DatasetOption = "toy",
+    root: RootOption = None,
+    sources: Annotated[str | None, typer.Option(
         help="Comma-separated source names (folder dataset; default: every subfolder).")] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
     n_blocks: Annotated[int, typer.Option(help="Flow blocks (one squeeze each).")] = 3,
@@ -116,18 +127,17 @@ def train(
     grouped: Annotated[bool, typer.Option(
         "--grouped/--separate", help="One grouped module for all sources, or one per source.")
     ] = True,
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Examples per step (per rank).")] = 8,
-    frame_length: Annotated[int, typer.Option(help="Samples per training example.")] = 4096,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    lr_decay: Annotated[float, typer.Option(help="Learning-rate decay factor.")] = 0.6,
-    lr_decay_times: Annotated[int, typer.Option(help="How many decays over the run.")] = 5,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
-    eval_every: Annotated[int, typer.Option(help="Steps between validation scores (0: end only).")
-                          ] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")] = False,
+    steps: StepsOption = 2000,
+    batch_size: BatchOption = 8,
+    frame_length: FrameOption = 4096,
+    lr: LrOption = 1e-3,
+    lr_decay: DecayOption = 0.6,
+    lr_decay_times: DecayTimesOption = 5,
+    checkpoint_every: CheckpointOption = 100,
+    eval_every: EvalOption = 0,
+    resume: ResumeOption = False,
     device: DeviceOption = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: SeedOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Train one prior per source on solo recordings (never on mixes)."""
@@ -155,6 +165,88 @@ def train(
                               on_progress=reporter)
     if not quiet:
         console.print(f"wrote {out} ({len(priors.sources)} priors: {', '.join(priors.sources)})")
+
+
+@app.command("finetune-noise")
+@reports_errors
+def finetune_noise(
+    model: Annotated[Path, typer.Argument(help="Model folder of clean (or earlier) priors.")],
+    out: OutOption,
+    dataset: DatasetOption = "toy",
+    root: RootOption = None,
+    sigma_min: Annotated[float, typer.Option(help="Lowest noise level (continuous mode).")
+                         ] = 0.01,
+    sigma_max: Annotated[float, typer.Option(help="Highest noise level (continuous mode).")
+                         ] = 1.0,
+    clean_fraction: Annotated[float, typer.Option(
+        help="Share of clean examples (continuous mode).")] = 0.1,
+    sigmas: Annotated[str | None, typer.Option(
+        help="Comma-separated levels: one model per level, fine-tuned serially (BASIS). "
+             "Without it, one sigma-conditional model covers [--sigma-min, --sigma-max].")
+    ] = None,
+    steps: StepsOption = 1000,
+    batch_size: BatchOption = 8,
+    frame_length: FrameOption = 4096,
+    lr: LrOption = 5e-4,
+    lr_decay: DecayOption = 0.6,
+    lr_decay_times: DecayTimesOption = 5,
+    checkpoint_every: CheckpointOption = 100,
+    eval_every: EvalOption = 0,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Fine-tune priors on noisy sources x + sigma * eps, so their gradients guide Langevin."""
+    import dataclasses
+
+    from priorsep.config import TrainConfig
+    from priorsep.data.datasets import training_data
+    from priorsep.storage import load_model
+    from priorsep.train import finetune_levels, resolve_device
+    from priorsep.train import train as run_training
+
+    priors = load_model(model)
+    config = priors.config
+    data, validation, info = training_data(
+        dataset, root, ",".join(config.sources) if dataset == "folder" else None,
+        config.sample_rate, frame_length)
+    try:
+        levels = [float(v) for v in sigmas.split(",")] if sigmas else None
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
+                                   sigma_min=sigma_min, sigma_max=sigma_max,
+                                   clean_fraction=clean_fraction,
+                                   checkpoint_every=checkpoint_every, eval_every=eval_every,
+                                   seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    info["training"]["fine-tuned from"] = str(model)
+    options = dict(resume=resume, device=resolve_device(device), validation=validation,
+                   info=info)
+    if levels:
+        if any(level <= 0 for level in levels):
+            raise typer.BadParameter("--sigmas must be positive")
+        with TrainReporter(steps * len(levels), quiet, checkpoint_every, config.sources) as rep:
+            offset = {"steps": 0}
+
+            def report(progress):
+                rep(dataclasses.replace(progress, step=offset["steps"] + progress.step,
+                                        total=steps * len(levels)))
+                if progress.step == progress.total:
+                    offset["steps"] += progress.total
+
+            folders = finetune_levels(priors, levels, train_config, data, out,
+                                      on_progress=report, **options)
+        if not quiet:
+            console.print(f"wrote {len(folders)} levels to {out}: "
+                          + ", ".join(folder.name for folder in folders))
+        return
+    with TrainReporter(steps, quiet, checkpoint_every, config.sources) as reporter:
+        run_training(config, train_config, data, out, init_state=priors.state_dict(),
+                     on_progress=reporter, **options)
+    if not quiet:
+        console.print(f"wrote {out} (sigma-conditional, sigma in [{sigma_min}, {sigma_max}])")
 
 
 @app.command("cross-likelihood")

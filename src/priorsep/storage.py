@@ -138,5 +138,6 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
         priors.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise ModelFormatError(f"{path}: corrupt or does not match config.json ({first_line})")
+        raise ModelFormatError(
+            f"{path}: corrupt or does not match config.json ({first_line})") from None
     return priors.to(device).eval()

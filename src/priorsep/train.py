@@ -302,3 +302,45 @@ def train(
     if world > 1:
         dist.barrier()
     return priors
+
+
+def finetune_levels(
+    priors: SourcePriors,
+    sigmas: list[float],
+    train_config: TrainConfig,
+    data: SourceData,
+    out_dir: str | Path,
+    **kwargs: Any,
+) -> list[Path]:
+    """The BASIS protocol: fine-tune one model per noise level, serially, each from the last.
+
+    Level i is written to `out_dir/sigma-<value>/` and starts from level i-1 (the first from
+    `priors`). A level whose folder already holds a model is skipped, so `resume=True`
+    continues an interrupted sequence.
+
+    Reference: Jayaram & Thickstun 2020, "Source Separation with Deep Generative Priors"
+    (BASIS), arXiv 2002.07942.
+
+    Returns:
+        The level folders, in the order of `sigmas`.
+    """
+    out_dir = Path(out_dir)
+    resume = kwargs.pop("resume", False)
+    folders = []
+    state = priors.state_dict()
+    for sigma in sigmas:
+        folder = out_dir / f"sigma-{sigma:g}"
+        folders.append(folder)
+        if (folder / "model.safetensors").is_file() and not (folder / CHECKPOINT_NAME).exists():
+            from priorsep.storage import load_model
+
+            state = load_model(folder).state_dict()
+            continue
+        level_config = dataclasses.replace(train_config, sigma_min=sigma, sigma_max=sigma,
+                                           clean_fraction=0.0)
+        level_resume = resume and (folder / CHECKPOINT_NAME).exists()
+        trained = train(priors.config, level_config, data, folder, init_state=state,
+                        resume=level_resume, **kwargs)
+        (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+        state = trained.state_dict()
+    return folders

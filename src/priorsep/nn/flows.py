@@ -260,7 +260,7 @@ class FloWaveNet(nn.Module):
         return self.flow(x, self._cond(x, sigma))
 
     def inverse(self, z: torch.Tensor, sigma: torch.Tensor | float | None = None):
-        """Map latents back to signals; returns (x (batch, groups, time), logdet (batch, groups))."""
+        """Map latents back to signals: (x (batch, groups, time), logdet (batch, groups))."""
         return self.flow.inverse(z, self._cond(z, sigma))
 
     def log_prob(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:

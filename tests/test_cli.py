@@ -1,0 +1,121 @@
+"""The command line, through Typer's runner and through the installed executable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from priorsep.cli import app
+
+TINY = ["--n-blocks", "2", "--n-flows", "2", "--n-layers", "2", "--width", "8",
+        "--cond-channels", "4", "--batch-size", "2", "--frame-length", "256"]
+runner = CliRunner()
+
+
+def executable() -> list[str]:
+    found = shutil.which("priorsep", path=str(Path(sys.executable).parent))
+    return [found] if found else [sys.executable, "-m", "priorsep"]
+
+
+def test_train_then_cross_likelihood(tmp_path):
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "4",
+                                 "--checkpoint-every", "2", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "step 4/4" in result.output
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    result = runner.invoke(app, ["cross-likelihood", str(tmp_path / "m"), "--n-examples", "2",
+                                 "--length", "256", "--json"])
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)["log_likelihood"]
+    assert set(table) == {"sine", "sawtooth", "square", "triangle"}
+    assert all(len(row) == 4 for row in table.values())
+
+
+def test_train_resume_extends_a_run(tmp_path):
+    out = str(tmp_path / "m")
+    assert runner.invoke(app, ["train", "--out", out, "--steps", "2", *TINY]).exit_code == 0
+    again = runner.invoke(app, ["train", "--out", out, "--steps", "2", *TINY])
+    assert again.exit_code == 2 and "--resume" in again.output
+    assert runner.invoke(app, ["train", "--out", out, "--steps", "2", "--resume", *TINY]
+                         ).exit_code == 0
+
+
+def test_train_on_a_folder_of_solo_recordings(tmp_path):
+    rng = np.random.default_rng(0)
+    for source, rate in (("low", 8000), ("high", 16000)):
+        (tmp_path / "data" / source).mkdir(parents=True)
+        for i in range(2):
+            soundfile.write(tmp_path / "data" / source / f"{i}.wav",
+                            rng.uniform(-0.5, 0.5, (rate, 2)), rate)
+    result = runner.invoke(app, ["train", "--dataset", "folder", "--root",
+                                 str(tmp_path / "data"), "--out", str(tmp_path / "m"),
+                                 "--steps", "2", *TINY])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["model"]["sources"] == ["high", "low"]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--dataset", "folder"], 2, "needs --root"),
+    (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),
+    (["--dataset", "nope"], 2, "unknown dataset"),
+    (["--frame-length", "102"], 2, "multiple of"),
+])
+def test_bad_train_options_give_one_line(tmp_path, args, code, message):
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "1",
+                                 *TINY, *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_installed_executable_trains_and_reports_errors(tmp_path):
+    env = dict(os.environ, COLUMNS="200")
+    done = subprocess.run([*executable(), "train", "--out", str(tmp_path / "m"), "--steps", "2",
+                           "--quiet", *TINY], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # nothing but requested data on stdout
+    assert (tmp_path / "m" / "README.md").is_file()
+    bad = subprocess.run([*executable(), "cross-likelihood", str(tmp_path / "missing")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 6
+    assert bad.stderr.strip().count("\n") == 0 and "config.json: missing" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    module = subprocess.run([sys.executable, "-m", "priorsep", "--help"], capture_output=True,
+                            text=True, timeout=120)
+    assert module.returncode == 0 and "train" in module.stdout
+
+
+def test_finetune_noise_continuous_and_per_level(tmp_path):
+    clean = str(tmp_path / "clean")
+    assert runner.invoke(app, ["train", "--out", clean, "--steps", "2", *TINY]).exit_code == 0
+    finetune_tiny = ["--batch-size", "2", "--frame-length", "256", "--steps", "2"]
+    result = runner.invoke(app, ["finetune-noise", clean, "--out", str(tmp_path / "cond"),
+                                 "--sigma-min", "0.02", "--sigma-max", "0.5", *finetune_tiny])
+    assert result.exit_code == 0, result.output
+    model = json.loads((tmp_path / "cond" / "config.json").read_text())["model"]
+    assert (model["sigma_min"], model["sigma_max"]) == (0.02, 0.5)
+    result = runner.invoke(app, ["finetune-noise", clean, "--out", str(tmp_path / "levels"),
+                                 "--sigmas", "0.1,0.3", *finetune_tiny])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "levels").iterdir()) == ["sigma-0.1", "sigma-0.3"]
+    for level in (0.1, 0.3):
+        folder = tmp_path / "levels" / f"sigma-{level:g}"
+        model = json.loads((folder / "config.json").read_text())["model"]
+        assert model["sigma_min"] == model["sigma_max"] == level
+        assert not (folder / "checkpoint.pt").exists()
+    # levels are serial: 0.3 starts from 0.1, so the two differ from each other and from clean
+    from safetensors.torch import load_file
+    weights = [load_file(tmp_path / "levels" / f"sigma-{v}" / "model.safetensors")
+               for v in ("0.1", "0.3")]
+    assert any(not (weights[0][k] == weights[1][k]).all() for k in weights[0])
