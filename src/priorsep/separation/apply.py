@@ -82,6 +82,8 @@ def separate_long(mix: torch.Tensor, segment_fn: SegmentFn, segment_length: int,
     if segment_length < 1 or segment_length % multiple:
         raise ValueError(f"segment_length {segment_length} must be a positive multiple of "
                          f"{multiple}")
+    if not 0 <= 2 * overlap <= segment_length:
+        raise ValueError(f"overlap must be between 0 and segment_length / 2, got {overlap}")
     single = mix.dim() == 1
     mixes = mix[None] if single else mix  # (batch, time)
     batch, time = mixes.shape
