@@ -41,8 +41,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     flows = {
-        "shipped size (3x4x6, width 32)": FlowConfig(),
-        "thesis toy size (4x6x10, width 32)": FlowConfig(n_blocks=4, n_flows=6, n_layers=10),
+        "default (8-sample groups, 2x3x5, width 24)": FlowConfig(),
+        "no early squeeze (3x4x6, width 32)": FlowConfig(n_blocks=3, early_squeezes=0,
+                                                         n_flows=4, n_layers=6,
+                                                         residual_channels=32, skip_channels=32),
+        "thesis toy size (4x6x10, width 32)": FlowConfig(n_blocks=4, early_squeezes=0,
+                                                                 n_flows=6, n_layers=10,
+                                                                 residual_channels=32,
+                                                                 skip_channels=32),
     }
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size} x 4 "
           f"sources x {args.frame_length} samples")

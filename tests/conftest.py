@@ -7,8 +7,8 @@ import torch
 
 from priorsep.config import FlowConfig, ModelConfig
 
-TINY_FLOW = FlowConfig(n_blocks=2, n_flows=2, n_layers=2, residual_channels=8, skip_channels=8,
-                       cond_channels=4)
+TINY_FLOW = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=2, n_layers=2, residual_channels=8,
+                       skip_channels=8, cond_channels=4)
 
 
 @pytest.fixture(autouse=True)

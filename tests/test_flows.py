@@ -57,10 +57,12 @@ def test_flow_logdet_matches_autograd_jacobian(groups):
     assert torch.allclose(logdet.sum(), logabsdet, atol=1e-8)
 
 
-def test_whole_flow_round_trip_with_sigma():
+@pytest.mark.parametrize("early_squeezes", [0, 2])
+def test_whole_flow_round_trip_with_sigma(early_squeezes):
     torch.manual_seed(0)
-    flow = FloWaveNet(FlowConfig(n_blocks=3, n_flows=2, n_layers=3, residual_channels=8,
-                                 skip_channels=8, cond_channels=4), groups=4)
+    config = FlowConfig(early_squeezes=early_squeezes, n_blocks=3, n_flows=2, n_layers=3,
+                        residual_channels=8, skip_channels=8, cond_channels=4)
+    flow = FloWaveNet(config, groups=4)
     flow.train()
     x = torch.randn(3, 4, 256)
     flow(x)
@@ -68,7 +70,8 @@ def test_whole_flow_round_trip_with_sigma():
     flow.eval()
     sigma = torch.tensor([[0.0, 0.01, 0.1, 1.0]]).expand(3, 4)
     z, logdet = flow(x, sigma)
-    assert z.shape == (3, 4 * 8, 32)
+    factor = 2 ** (3 + early_squeezes)
+    assert z.shape == (3, 4 * factor, 256 // factor)
     x_back, logdet_back = flow.inverse(z, sigma)
     assert torch.allclose(x_back, x, atol=1e-4)
     assert torch.allclose(logdet, -logdet_back, atol=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from priorsep.config import FlowConfig, ModelConfig
@@ -33,15 +34,16 @@ def test_grouped_and_separate_layouts_compute_the_same_density():
     assert torch.allclose(grouped.log_prob(x, sigma), separate.log_prob(x, sigma), atol=1e-3)
 
 
-def test_receptive_field_is_exact():
-    """Perturbing one input sample changes exactly the latents within the receptive field."""
-    config = ModelConfig(sources=("a",), flow=FlowConfig(n_blocks=2, n_flows=1, n_layers=2,
-                                                         residual_channels=4, skip_channels=4,
-                                                         cond_channels=0))
+@pytest.mark.parametrize("early_squeezes", [0, 2])
+def test_receptive_field_is_exact(early_squeezes):
+    """The input samples one latent depends on span exactly the computed receptive field."""
+    flow = FlowConfig(early_squeezes=early_squeezes, n_blocks=2, n_flows=1, n_layers=2,
+                      residual_channels=4, skip_channels=4, cond_channels=0)
+    config = ModelConfig(sources=("a",), flow=flow)
     priors = SourcePriors(config).double()
     randomize_couplings(priors, std=1.0)
     priors.eval()
-    length, position = 512, 256
+    length, position = 2048, 1024
     x = torch.randn(1, 1, length, dtype=torch.double)
     x.requires_grad_(True)
     z, _ = priors.flows[0](x)

@@ -12,11 +12,13 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from priorsep.config import FlowConfig
 from priorsep.errors import PriorsepError
 
 app = typer.Typer(
@@ -55,6 +57,8 @@ def reports_errors(command):
         except PriorsepError as error:
             console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
         except KeyboardInterrupt:
             console.print("interrupted")
             raise typer.Exit(130) from None
@@ -119,11 +123,17 @@ def train(
     sources: Annotated[str | None, typer.Option(
         help="Comma-separated source names (folder dataset; default: every subfolder).")] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
-    n_blocks: Annotated[int, typer.Option(help="Flow blocks (one squeeze each).")] = 3,
-    n_flows: Annotated[int, typer.Option(help="Flows per block.")] = 4,
-    n_layers: Annotated[int, typer.Option(help="WaveNet layers per coupling.")] = 6,
-    width: Annotated[int, typer.Option(help="WaveNet residual and skip channels.")] = 32,
-    cond_channels: Annotated[int, typer.Option(help="Noise-level embedding width.")] = 16,
+    n_blocks: Annotated[int, typer.Option(help="Flow blocks (one squeeze each).")
+                        ] = FlowConfig.n_blocks,
+    early_squeezes: Annotated[int, typer.Option(help="Squeezes before the first block.")
+                              ] = FlowConfig.early_squeezes,
+    n_flows: Annotated[int, typer.Option(help="Flows per block.")] = FlowConfig.n_flows,
+    n_layers: Annotated[int, typer.Option(help="WaveNet layers per coupling.")
+                        ] = FlowConfig.n_layers,
+    width: Annotated[int, typer.Option(help="WaveNet residual and skip channels.")
+                     ] = FlowConfig.residual_channels,
+    cond_channels: Annotated[int, typer.Option(help="Noise-level embedding width.")
+                             ] = FlowConfig.cond_channels,
     grouped: Annotated[bool, typer.Option(
         "--grouped/--separate", help="One grouped module for all sources, or one per source.")
     ] = True,
@@ -141,14 +151,15 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train one prior per source on solo recordings (never on mixes)."""
-    from priorsep.config import FlowConfig, ModelConfig, TrainConfig
+    from priorsep.config import ModelConfig, TrainConfig
     from priorsep.data.datasets import training_data
     from priorsep.train import resolve_device
     from priorsep.train import train as run_training
 
     data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
     try:
-        flow = FlowConfig(n_blocks=n_blocks, n_flows=n_flows, n_layers=n_layers,
+        flow = FlowConfig(n_blocks=n_blocks, early_squeezes=early_squeezes, n_flows=n_flows,
+                          n_layers=n_layers,
                           residual_channels=width, skip_channels=width,
                           cond_channels=cond_channels)
         model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, flow=flow,
@@ -165,6 +176,129 @@ def train(
                               on_progress=reporter)
     if not quiet:
         console.print(f"wrote {out} ({len(priors.sources)} priors: {', '.join(priors.sources)})")
+
+
+FORMATS = {"int16": ("wav", "PCM_16"), "int24": ("wav", "PCM_24"),
+           "float32": ("wav", "FLOAT"), "flac": ("flac", "PCM_24")}
+
+
+@app.command()
+@reports_errors
+def separate(
+    inputs: Annotated[list[str], typer.Argument(help="Mix files; - reads a wav from stdin.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Bundled name, model folder or Hub repo owner/name[@rev].")
+    ] = "toy",
+    steps: Annotated[int | None, typer.Option(
+        help="Langevin steps in all (spread over the noise levels); default: the model's.")
+    ] = None,
+    chains: Annotated[int | None, typer.Option(help="Chains per segment; the best is kept.")
+                      ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the sampler.")] = None,
+    float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float wav.")] = False,
+    int24: Annotated[bool, typer.Option("--int24", help="Write 24-bit wav.")] = False,
+    flac: Annotated[bool, typer.Option("--flac", help="Write FLAC.")] = False,
+    filename: Annotated[str, typer.Option(
+        help="Output path template with {track}, {source}, {ext}.")] = "{track}/{source}.{ext}",
+    stdout_source: Annotated[str | None, typer.Option(
+        "--stdout", help="Write this source as wav to stdout (one input).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Separate each mix into one file per source: OUT/<track>/<source>.wav."""
+    import dataclasses
+    import sys
+
+    from priorsep.api import Separator, output_path
+    from priorsep.audio import encode_wav, read_audio, write_audio
+    from priorsep.errors import UsageError
+    from priorsep.train import resolve_device
+
+    if out is None and stdout_source is None:
+        raise UsageError("give an output folder with -o OUT, or --stdout SOURCE")
+    if stdout_source is not None and len(inputs) != 1:
+        raise UsageError("--stdout writes one stem of one input: give exactly one input")
+    if sum([float32, int24, flac]) > 1:
+        raise UsageError("choose at most one of --float32, --int24, --flac")
+    if inputs.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    ext, subtype = FORMATS["float32" if float32 else "int24" if int24 else
+                           "flac" if flac else "int16"]
+    overrides = {"seed": seed, "n_chains": chains}
+    separator = Separator.from_pretrained(
+        model, resolve_device(device),
+        notify=lambda message: console.print(f"note: {message}", highlight=False))
+    if steps is not None:
+        if steps < 1:
+            raise UsageError("--steps must be at least 1")
+        n_levels = min(separator.langevin.n_levels, steps)
+        overrides.update(n_levels=n_levels, steps_per_level=max(steps // n_levels, 1))
+    try:
+        separator.langevin = dataclasses.replace(
+            separator.langevin, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if stdout_source is not None and stdout_source not in separator.sources:
+        raise UsageError(f"--stdout {stdout_source}: the model's sources are "
+                         f"{', '.join(separator.sources)}")
+    failures: list[PriorsepError] = []
+    for name in inputs:
+        track = "stdin" if name == "-" else Path(name).stem
+        try:
+            targets = {}
+            if out is not None:
+                targets = {source: output_path(out, filename, track, source, ext)
+                           for source in separator.sources}
+                existing = [str(p) for p in targets.values() if p.exists()]
+                if existing and not overwrite:
+                    raise UsageError(f"{existing[0]} exists (use --overwrite to replace it)")
+            audio, rate = read_audio(name)
+            if audio.shape[0] > 1 and not quiet:
+                console.print(f"note: {name}: {audio.shape[0]} channels averaged to mono",
+                              highlight=False)
+            with AudioProgress(track, quiet) as progress:
+                stems = separator.separate_audio(audio, rate, progress)
+            for source, path in targets.items():
+                write_audio(path, stems[source], rate, subtype)
+            if stdout_source is not None:
+                sys.stdout.buffer.write(encode_wav(stems[stdout_source], rate, subtype))
+                sys.stdout.buffer.flush()
+            if not quiet and targets:
+                console.print(f"{name}: wrote {len(targets)} stems under {out}",
+                              highlight=False)
+        except PriorsepError as error:
+            console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            failures.append(error)
+    if failures:
+        raise typer.Exit(failures[-1].exit_code)
+
+
+class AudioProgress:
+    """One progress bar per track, in seconds of audio; hidden off a terminal or with --quiet."""
+
+    def __init__(self, track: str, quiet: bool) -> None:
+        self.progress = None
+        if not quiet and console.is_terminal:
+            self.progress = Progress(TextColumn(track), BarColumn(),
+                                     TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+                                     TimeRemainingColumn(), console=console, transient=False)
+            self.task = self.progress.add_task(track, total=None)
+
+    def __enter__(self):
+        if self.progress is None:
+            return None
+        self.progress.start()
+
+        def update(done: float, total: float) -> None:
+            self.progress.update(self.task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 @app.command("finetune-noise")
@@ -287,6 +421,128 @@ def cross_likelihood_command(
         view.add_row(data_name, *[f"[bold]{v:+.2f}[/bold]" if j == best else f"{v:+.2f}"
                                   for j, v in enumerate(row.tolist())])
     Console().print(view)
+
+
+def print_notice(message: str) -> None:
+    """A notice from the core (e.g. a fallback to the cache): one line on stderr."""
+    console.print(f"[yellow]note:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
+def _human_size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+models_app = typer.Typer(help="List bundled and cached models (id, revision, sources, sample "
+                         "rate, size); `models download ID` fetches one from the Hub.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+@reports_errors
+def models_command(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """List bundled and cached models: id, revision, sources, sample rate, size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from rich.markup import escape
+
+    from priorsep.hub import hub_settings, list_models
+
+    entries = list_models()
+    cache = hub_settings().cache_dir
+    if json_output:
+        print(json.dumps({"cache": str(cache), "models": [entry.to_dict() for entry in entries]},
+                         indent=2))
+        return
+    if not entries:
+        console.print(f"no models bundled or cached (cache: {cache}); fetch one with "
+                      "`priorsep models download OWNER/NAME`", highlight=False, soft_wrap=True)
+        return
+    view = Table(title=f"models (Hugging Face cache: {cache})")
+    for column in ("id", "revision", "sources", "sample rate", "size"):
+        view.add_column(column, justify="right" if column in ("sample rate", "size") else "left")
+    for entry in entries:
+        if entry.commit is None:
+            revision = entry.kind
+        elif entry.revisions:
+            revision = f"{', '.join(entry.revisions)} ({entry.commit[:8]})"
+        else:
+            revision = entry.commit[:12]
+        sources = (escape(", ".join(entry.sources)) if entry.problem is None
+                   else f"[red]{escape(entry.problem)}[/red]")
+        view.add_row(escape(entry.model_id), escape(revision), sources,
+                     f"{entry.sample_rate} Hz" if entry.sample_rate else "-",
+                     _human_size(entry.size_bytes))
+    Console().print(view)
+
+
+@models_app.command("download")
+@reports_errors
+def models_download_command(
+    model: Annotated[str, typer.Argument(
+        help="owner/name or owner/name@revision, a comma-separated list of ids, or a bag "
+             "file.")],
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit of owner/name.")
+                        ] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds to wait for the Hub (default: HF_HUB_ETAG_TIMEOUT, else 10).")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Fetch a model into the Hugging Face cache for later offline use (HF_HUB_OFFLINE=1).
+
+    Prints the model folder(s) on stdout.
+    """
+    from priorsep.hub import resolve_model
+
+    resolved = resolve_model(model, revision=revision, offline=False, timeout=timeout,
+                             notify=print_notice, progress=not quiet and console.is_terminal)
+    for folder in dict.fromkeys(resolved.source_folders.values()):
+        print(folder)
+    if not quiet:
+        commit = f" (commit {resolved.commit[:12]})" if resolved.commit else ""
+        console.print(f"{resolved.model_id}{commit}: {', '.join(resolved.sources)} at "
+                      f"{resolved.config.sample_rate} Hz, available offline", highlight=False,
+                      soft_wrap=True)
+
+
+@app.command("export")
+@reports_errors
+def export_command(
+    model: Annotated[str, typer.Argument(
+        help="Model id: bundled name, folder, owner/name@revision, list or bag file.")],
+    out: Annotated[Path, typer.Argument(help="Folder to write (new or empty).")],
+    license_id: Annotated[str, typer.Option("--license", help="License id for the model card.")
+                          ] = "mit",
+    datasets: Annotated[list[str] | None, typer.Option(
+        "--dataset", help="Hub dataset id the priors were trained on (repeatable).")] = None,
+    tags: Annotated[list[str] | None, typer.Option(
+        "--tag", help="Extra model-card tag (repeatable).")] = None,
+    repo_id: Annotated[str | None, typer.Option(
+        help="The Hub repo you will upload to (for the card's usage lines).")] = None,
+    force: Annotated[bool, typer.Option(help="Write into a folder that is not empty.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a Hub-ready folder: config.json, model.safetensors and a README.md model card.
+
+    Prints the folder on stdout; push it with `hf upload OWNER/NAME DIR .`.
+    """
+    from priorsep.export import export_model
+
+    folder = export_model(model, out, license=license_id, datasets=datasets or (),
+                          tags=tags or (), repo_id=repo_id, force=force, notify=print_notice)
+    print(folder)
+    if not quiet:
+        console.print(f"wrote {folder}; publish it with: hf upload {repo_id or 'OWNER/NAME'} "
+                      f"{folder} .", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

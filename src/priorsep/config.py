@@ -32,11 +32,14 @@ class FlowConfig:
     dilated layers (dilations 1..2**(n_layers-1)) with `residual_channels` channels.
     """
 
-    n_blocks: int = 3
-    n_flows: int = 4
-    n_layers: int = 6
-    residual_channels: int = 32
-    skip_channels: int = 32
+    n_blocks: int = 2
+    early_squeezes: int = 3
+    """Squeezes before the first block (WaveGlow's grouping of samples): each halves the time
+    resolution every coupling works at, cutting the cost per sample about in half."""
+    n_flows: int = 3
+    n_layers: int = 5
+    residual_channels: int = 24
+    skip_channels: int = 24
     kernel_size: int = 3
     cond_channels: int = 16
     """Width of the noise-level (log sigma) embedding added into every WaveNet gate."""
@@ -46,13 +49,15 @@ class FlowConfig:
     def __post_init__(self) -> None:
         if min(self.n_blocks, self.n_flows, self.n_layers) < 1:
             raise ValueError("n_blocks, n_flows and n_layers must be at least 1")
+        if self.early_squeezes < 0:
+            raise ValueError("early_squeezes must be at least 0")
         if self.kernel_size % 2 != 1:
             raise ValueError("kernel_size must be odd (the WaveNet is non-causal)")
 
     @property
     def frame_multiple(self) -> int:
-        """Input lengths must be a multiple of this (one halving per block)."""
-        return 2**self.n_blocks
+        """Input lengths must be a multiple of this (one halving per squeeze)."""
+        return 2 ** (self.n_blocks + self.early_squeezes)
 
 
 @dataclass(frozen=True)

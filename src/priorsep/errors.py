@@ -1,4 +1,4 @@
-"""Typed exceptions raised by the core; only `priorsep.cli` turns them into messages and exit codes."""
+"""Typed exceptions raised by the core; only `priorsep.cli` turns them into messages and codes."""
 
 
 class PriorsepError(Exception):
@@ -44,7 +44,7 @@ class ModelNotCachedError(ModelNotFoundError):
 
 
 class HubUnreachableError(PriorsepError):
-    """The Hub could not be reached (network failure, timeout, server error) and nothing is cached."""
+    """The Hub could not be reached (network failure, timeout, server error); nothing cached."""
 
     exit_code = 9
 

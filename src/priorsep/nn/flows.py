@@ -229,8 +229,8 @@ class FloWaveNet(nn.Module):
         super().__init__()
         self.config = config
         self.groups = groups
-        layers: list[nn.Module] = []
-        channels = 1
+        layers: list[nn.Module] = [Squeeze(groups) for _ in range(config.early_squeezes)]
+        channels = 2**config.early_squeezes
         for _ in range(config.n_blocks):
             layers.append(Squeeze(groups))
             channels *= 2
@@ -251,11 +251,12 @@ class FloWaveNet(nn.Module):
         """Map signals to latents.
 
         Args:
-            x: (batch, groups, time), time a multiple of 2**n_blocks.
+            x: (batch, groups, time), time a multiple of `config.frame_multiple`.
             sigma: noise level, a float or (batch, groups) tensor; None or 0 means clean.
 
         Returns:
-            z: (batch, groups * 2**n_blocks, time / 2**n_blocks); logdet: (batch, groups).
+            z: (batch, groups * F, time / F) with F = `config.frame_multiple`;
+            logdet: (batch, groups).
         """
         return self.flow(x, self._cond(x, sigma))
 
@@ -271,5 +272,5 @@ class FloWaveNet(nn.Module):
         return base + logdet
 
     def latent_shape(self, time: int) -> tuple[int, int]:
-        factor = 2**self.config.n_blocks
+        factor = self.config.frame_multiple
         return self.groups * factor, time // factor

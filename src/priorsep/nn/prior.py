@@ -29,8 +29,8 @@ def receptive_field(config: ModelConfig) -> int:
     half_width_latent = (flow.kernel_size - 1) // 2 * (2**flow.n_layers - 1)
     half_width = 0
     for block in range(1, flow.n_blocks + 1):
-        half_width += flow.n_flows * half_width_latent * 2**block
-    return 2 * half_width + 2**flow.n_blocks
+        half_width += flow.n_flows * half_width_latent * 2 ** (block + flow.early_squeezes)
+    return 2 * half_width + flow.frame_multiple
 
 
 class SourcePriors(nn.Module):
@@ -67,7 +67,7 @@ class SourcePriors(nn.Module):
         """Log-likelihood of each source under its own prior.
 
         Args:
-            sources: (batch, n_sources, time), time a multiple of 2**n_blocks.
+            sources: (batch, n_sources, time), time a multiple of `config.flow.frame_multiple`.
             sigma: noise level(s) the priors condition on: float or (batch, n_sources).
 
         Returns:
@@ -90,10 +90,10 @@ class SourcePriors(nn.Module):
         """Draw `n` signals per source through the inverse flow at temperature `temperature`.
 
         Returns:
-            (n, n_sources, length) with length rounded down to a multiple of 2**n_blocks.
+            (n, n_sources, length), length rounded down to a multiple of the frame multiple.
         """
         device = next(self.parameters()).device
-        factor = 2**self.config.flow.n_blocks
+        factor = self.config.flow.frame_multiple
         length = length // factor * factor
         n_sources = len(self.sources)
         z = torch.randn(n, n_sources * factor, length // factor, generator=generator)
@@ -123,7 +123,7 @@ def combine_configs(configs: Sequence[ModelConfig], selection: Sequence[SourceRe
     """The configuration of priors gathered from several models, in `selection` order.
 
     The parts must share one sample rate and one kind of mixing. The combined `flow` is the part
-    flow with the most blocks, so `flow.frame_multiple` suits every part (all are powers of two);
+    flow with the largest `frame_multiple`, which suits every part (all are powers of two);
     the noise range is the one every part was trained on (0, 0 if they share none).
 
     Raises:
@@ -152,7 +152,7 @@ def combine_configs(configs: Sequence[ModelConfig], selection: Sequence[SourceRe
     sigma_max = min(config.sigma_max for config in used)
     if sigma_min > sigma_max:
         sigma_min = sigma_max = 0.0
-    flow = max((config.flow for config in used), key=lambda flow: flow.n_blocks)
+    flow = max((config.flow for config in used), key=lambda flow: flow.frame_multiple)
     return ModelConfig(sources=tuple(names), sample_rate=rates[0], flow=flow, grouped=False,
                        sigma_min=sigma_min, sigma_max=sigma_max, mixing=mixings[0], gains=gains)
 

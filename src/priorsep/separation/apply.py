@@ -7,7 +7,7 @@ copies sum to one (a flat top with sin**2 / cos**2 ramps of `overlap` samples; w
 it is a Hann window) and divided by the summed window, so a segment function that returns its
 input rebuilds the input exactly, also where only one segment covers a sample (the two ends).
 An input shorter than one segment is one segment of its own length, padded to a multiple of
-`multiple` (a flow with n_blocks squeezes needs multiples of 2**n_blocks).
+`multiple` (a flow with k squeezes needs multiples of 2**k).
 
 Segments go to the model `batch_size` at a time and are added into one preallocated output,
 so memory is the output plus one batch of segments, whatever the length.

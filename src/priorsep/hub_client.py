@@ -1,0 +1,298 @@
+"""Files of Hugging Face Hub repos: asking the Hub, downloading into its cache, checking them.
+
+Everything that knows `huggingface_hub` lives here; `priorsep.hub` turns model ids into calls.
+Files land in the standard cache (`<HF_HUB_CACHE>/models--owner--name/snapshots/<commit>/`),
+shared with every other library that uses it, and are checked against the checksum the Hub
+announced for them. Only failures to reach the Hub come back as `HubUnavailable`, so that the
+caller can fall back to the cache; everything else is a `PriorsepError` a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import (
+    constants,
+    get_hf_file_metadata,
+    hf_hub_download,
+    hf_hub_url,
+    scan_cache_dir,
+)
+from huggingface_hub.errors import (
+    CacheNotFound,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import silent_tqdm
+
+from priorsep.errors import (
+    HubUnreachableError,
+    ModelFormatError,
+    ModelIntegrityError,
+    ModelNotCachedError,
+    ModelNotFoundError,
+    PriorsepError,
+)
+from priorsep.storage import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, atomic_write_text
+
+BAG_NAME = "sources.json"
+"""A folder holding this file (and no config.json) is a bag of per-source models."""
+LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME), "bag": (BAG_NAME,)}
+"""The files of each kind of folder; the first one tells the kind, the card is optional."""
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+Notify = Callable[[str], None]
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Where and how Hub models are fetched (see `hub_settings`)."""
+
+    endpoint: str
+    cache_dir: Path
+    offline: bool
+    timeout: float
+    """Seconds to wait for the Hub to answer before falling back to the cache."""
+    progress: bool = False
+    """Let `huggingface_hub` draw its download bars (on stderr)."""
+    notify: Notify | None = None
+    """Receives notices such as a fallback to the cache; None logs them as warnings."""
+
+
+def _is_true(value: str) -> bool:
+    return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_settings(offline: bool | None = None, timeout: float | None = None,
+                 notify: Notify | None = None, progress: bool = False) -> HubSettings:
+    """Settings from the arguments, else from the environment now, else `huggingface_hub`'s.
+
+    Reading the environment at each call (not only when `huggingface_hub` is imported) lets a
+    program or a test set HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE or
+    HF_HUB_ETAG_TIMEOUT at run time.
+    """
+    cache = (os.environ.get("HF_HUB_CACHE")
+             or (os.environ.get("HF_HOME") and os.path.join(os.environ["HF_HOME"], "hub"))
+             or constants.HF_HUB_CACHE)
+    if offline is None:
+        value = os.environ.get("HF_HUB_OFFLINE")
+        offline = _is_true(value) if value is not None else constants.HF_HUB_OFFLINE
+    if timeout is None:
+        value = os.environ.get("HF_HUB_ETAG_TIMEOUT")
+        timeout = float(value) if value else float(constants.HF_HUB_ETAG_TIMEOUT)
+    endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+    return HubSettings(endpoint, Path(cache).expanduser(), offline, timeout, progress, notify)
+
+
+def _one_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (`huggingface_hub`'s span several)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()),
+                type(error).__name__)
+
+
+class HubUnavailable(Exception):
+    """The Hub did not answer usefully (network failure, timeout, 5xx); the text says why."""
+
+
+@dataclass(frozen=True)
+class CachedSnapshot:
+    """One commit of one model repo in the cache."""
+
+    repo_id: str
+    commit: str
+    refs: tuple[str, ...]
+    """Branches and tags that point at this commit."""
+    size_bytes: int
+    folder: Path
+
+
+class HubClient:
+    """Probes, downloads and finds the folders of Hub repos under one set of settings.
+
+    A folder is the repo root (`prefix` "") or a subfolder (`prefix` "sub/"); its `layout` is
+    "model" or "bag" (see `LAYOUTS`). `label` is how messages name it (`owner/name@main`).
+    """
+
+    def __init__(self, settings: HubSettings, verify: bool = True) -> None:
+        self.settings = settings
+        self.verify = verify
+
+    def notice(self, message: str) -> None:
+        if self.settings.notify is not None:
+            self.settings.notify(message)
+        else:
+            logger.warning(message)
+
+    def storage(self, repo_id: str) -> Path:
+        """The cache folder of a model repo (the documented `huggingface_hub` cache layout)."""
+        return self.settings.cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
+
+    def probe(self, repo_id: str, revision: str, prefix: str, label: str) -> tuple[str, str]:
+        """Ask the Hub which layout a folder has and which commit `revision` is: (layout, commit).
+
+        One HEAD request per candidate file, no retries, `settings.timeout` seconds each.
+
+        Raises:
+            HubUnavailable: the Hub did not answer, or answered 429 / 5xx.
+            ModelNotFoundError: no such repo, revision or folder, or no access.
+        """
+        endpoint, timeout = self.settings.endpoint, self.settings.timeout
+        for layout, names in LAYOUTS.items():
+            url = hf_hub_url(repo_id, prefix + names[0], revision=revision, endpoint=endpoint)
+            try:
+                metadata = get_hf_file_metadata(url, timeout=timeout, endpoint=endpoint)
+            except RemoteEntryNotFoundError:
+                continue
+            except RevisionNotFoundError:
+                raise ModelNotFoundError(f"{repo_id} has no revision {revision!r} (branch, tag "
+                                         f"or commit) on {endpoint}") from None
+            except GatedRepoError:
+                raise ModelNotFoundError(f"{label} is gated on {endpoint}: accept its terms on "
+                                         "the Hub and set HF_TOKEN") from None
+            except RepositoryNotFoundError:
+                raise ModelNotFoundError(f"{label}: no such model repository on {endpoint} (if "
+                                         "it is private, set HF_TOKEN)") from None
+            except HfHubHTTPError as error:
+                status = error.response.status_code
+                if status >= 500 or status == 429:
+                    raise HubUnavailable(f"it answered HTTP {status}") from None
+                raise ModelNotFoundError(f"{label}: {endpoint} answered HTTP {status} for "
+                                         f"{prefix + names[0]} (if the repository is private, "
+                                         "set HF_TOKEN)") from None
+            except httpx2.TimeoutException:
+                raise HubUnavailable(f"no answer within {timeout:g} s") from None
+            except OfflineModeIsEnabled:
+                raise HubUnavailable("offline mode is on (HF_HUB_OFFLINE)") from None
+            except httpx2.TransportError as error:
+                raise HubUnavailable(f"{type(error).__name__}: {_one_line(error)}") from None
+            if metadata.commit_hash is None:
+                raise HubUnavailable(f"{url} is not served like the Hub (no X-Repo-Commit "
+                                     "header); check HF_ENDPOINT")
+            return layout, metadata.commit_hash
+        where = f" in {prefix.rstrip('/')}" if prefix else ""
+        raise ModelNotFoundError(f"{label} has neither {CONFIG_NAME} nor {BAG_NAME}{where}, so "
+                                 "it is not a priorsep model")
+
+    def cached_layout(self, repo_id: str, revision: str, prefix: str) -> tuple[str, str] | None:
+        """(layout, commit) of a folder the cache holds for `revision`, or None."""
+        commit: str | None = revision if COMMIT.fullmatch(revision) else None
+        ref = self.storage(repo_id) / "refs" / revision
+        if commit is None and ref.is_file():
+            commit = ref.read_text(encoding="utf-8").strip()
+        if not commit:
+            return None
+        snapshot = self.storage(repo_id) / "snapshots" / commit / prefix
+        for layout, names in LAYOUTS.items():
+            required = [name for name in names if name != CARD_NAME]
+            if all((snapshot / name).exists() for name in required):
+                return layout, commit
+        return None
+
+    def fetch(self, repo_id: str, commit: str, prefix: str, layout: str, online: bool,
+              label: str, download_id: str) -> Path:
+        """Download the files of a folder at `commit` (or find them in the cache, if not
+        `online`), check them, and return the folder in the cache. `download_id` is the id
+        that `priorsep models download` would fetch them with.
+
+        Raises:
+            ModelNotCachedError, HubUnreachableError, ModelFormatError, ModelIntegrityError,
+            or PriorsepError when the cache cannot be written.
+        """
+        folder = None
+        for name in LAYOUTS[layout]:
+            filename = prefix + name
+            try:
+                path = Path(hf_hub_download(
+                    repo_id, filename, revision=commit, cache_dir=self.settings.cache_dir,
+                    endpoint=self.settings.endpoint, etag_timeout=self.settings.timeout,
+                    local_files_only=not online,
+                    tqdm_class=None if self.settings.progress else silent_tqdm))
+            except (RemoteEntryNotFoundError, LocalEntryNotFoundError) as error:
+                if name == CARD_NAME:  # the model card is welcome but not needed to load
+                    continue
+                if isinstance(error, RemoteEntryNotFoundError):
+                    raise ModelFormatError(f"{label}: the repository has no {filename}") from None
+                if online:
+                    raise HubUnreachableError(f"{label}: downloading {filename} failed "
+                                              f"({_one_line(error)})") from None
+                raise ModelNotCachedError(
+                    f"{label}: {filename} is not in the Hugging Face cache "
+                    f"({self.settings.cache_dir}); fetch it while online with "
+                    f"`priorsep models download {download_id}`") from None
+            except (httpx2.TransportError, HfHubHTTPError) as error:
+                raise HubUnreachableError(f"{label}: downloading {filename} failed "
+                                          f"({type(error).__name__}: {_one_line(error)})"
+                                          ) from None
+            except OSError as error:  # the cache folder: permissions, disk full, a size mismatch
+                raise PriorsepError(f"{label}: could not download {filename} into "
+                                    f"{self.settings.cache_dir} ({_one_line(error)})") from None
+            if self.verify:
+                verify_blob(path, f"{label}: {filename}")
+            folder = folder or path.parent
+        return folder
+
+    def remember_ref(self, repo_id: str, revision: str, commit: str) -> None:
+        """Record that `revision` is `commit` in the cache's refs/, for later offline runs."""
+        ref = self.storage(repo_id) / "refs" / revision
+        try:
+            if not ref.is_file() or ref.read_text(encoding="utf-8").strip() != commit:
+                atomic_write_text(ref, commit)
+        except OSError as error:  # a read-only cache still serves this run
+            logger.warning("could not record %s@%s in %s: %s", repo_id, revision, ref, error)
+
+    def cached_snapshots(self) -> Iterator[CachedSnapshot]:
+        """Every commit of every model repo in the cache, newest first within a repo."""
+        try:
+            cache = scan_cache_dir(self.settings.cache_dir)
+        except CacheNotFound:
+            return
+        for repo in sorted(cache.repos, key=lambda repo: repo.repo_id):
+            if repo.repo_type != "model":
+                continue
+            for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+                yield CachedSnapshot(repo.repo_id, revision.commit_hash,
+                                     tuple(sorted(revision.refs)), revision.size_on_disk,
+                                     Path(revision.snapshot_path))
+
+
+def verify_blob(path: Path, what: str) -> None:
+    """Check a cached file against the checksum its cache blob is named after.
+
+    The Hub's ETag, which names the blob, is the file's sha256 for LFS files and its git blob
+    sha1 otherwise. A mismatching copy is removed, so that the next run downloads it afresh.
+
+    Raises:
+        ModelIntegrityError: naming `what`.
+    """
+    blob = path.resolve()
+    expected = blob.name
+    if blob.parent.name != "blobs" or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", expected):
+        return  # a copy (no symlinks on this system) or a mirror's own ETag: nothing to check
+    if len(expected) == 64:
+        digest, kind = hashlib.sha256(), "sha256"
+    else:
+        digest, kind = hashlib.sha1(f"blob {blob.stat().st_size}\0".encode()), "git sha1"
+    with blob.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        blob.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise ModelIntegrityError(
+            f"{what} failed its integrity check ({kind} {digest.hexdigest()[:12]}..., the Hub "
+            f"announced {expected[:12]}...); the damaged copy was removed from the cache, run "
+            "again to download it afresh")

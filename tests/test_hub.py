@@ -1,0 +1,372 @@
+"""Model ids: bundled, local, Hub (against a real HTTP server on 127.0.0.1), lists and bags; the
+`models` and `export` commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+import yaml
+from huggingface_hub import constants
+from typer.testing import CliRunner
+
+from priorsep import hub as hub_module
+from priorsep.cli import app
+from priorsep.config import FlowConfig, ModelConfig
+from priorsep.errors import (
+    HubUnreachableError,
+    ModelFormatError,
+    ModelIntegrityError,
+    ModelNotCachedError,
+    ModelNotFoundError,
+    UsageError,
+)
+from priorsep.hub import load_priors, load_resolved, resolve_model
+from priorsep.nn.prior import CombinedPriors, SourcePriors, SourceRef, combine_configs
+from priorsep.storage import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_model, save_model
+from tests.hub_server import FakeHub
+
+TINY_FLOW = FlowConfig(early_squeezes=0, n_blocks=1, n_flows=1, n_layers=1, residual_channels=4,
+                       skip_channels=4, cond_channels=2)
+INFO = {
+    "training": {"dataset": "toy (on the fly)", "steps": 3},
+    "evaluation": {"validation log-likelihood (nats/sample)": {"a": 4.1, "b": 3.9}},
+}
+
+
+def tiny_model(folder: Path, sources: tuple[str, ...] = ("a", "b"), sample_rate: int = 16000,
+               seed: int = 0, info: dict | None = None) -> Path:
+    """Save a tiny model folder whose weights depend on `seed` (no coupling is the identity)."""
+    priors = SourcePriors(ModelConfig(sources=sources, sample_rate=sample_rate, flow=TINY_FLOW))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in priors.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return save_model(priors, folder, info)
+
+
+def same_weights(left: torch.nn.Module, right: torch.nn.Module) -> bool:
+    right_state = right.state_dict()
+    return all(torch.equal(value, right_state[key]) for key, value in left.state_dict().items())
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A fake Hub on 127.0.0.1 with HF_HOME, HF_ENDPOINT and `huggingface_hub`'s import-time
+    paths pointed into tmp_path, and no bundled models unless a test saves one."""
+    server = FakeHub().start()
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+                 "HF_HUB_ETAG_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    # read by huggingface_hub when it was imported: the URL template, its own files, offline mode
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / "agent_harnesses.json"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_module, "WEIGHTS_DIR", tmp_path / "weights")
+    yield server
+    server.stop()
+
+
+def downloads(server: FakeHub) -> list[str]:
+    return [path for method, path in server.requests if method == "GET"
+            and "/resolve/" in path]
+
+
+# Hub models
+
+
+def test_first_download_fills_the_cache_and_loads(hub, tmp_path):
+    folder = tiny_model(tmp_path / "model")
+    commit = hub.publish_folder("owner/tiny", folder)
+    resolved = resolve_model("owner/tiny")
+    assert (resolved.kind, resolved.model_id, resolved.revision, resolved.commit) == (
+        "hub", "owner/tiny@main", "main", commit)
+    assert resolved.folder.is_relative_to(tmp_path / "hf" / "hub")
+    assert {path.name for path in resolved.folder.iterdir()} == {CONFIG_NAME, WEIGHTS_NAME,
+                                                                 CARD_NAME}
+    assert len(downloads(hub)) == 3
+    priors = load_resolved(resolved)
+    assert isinstance(priors, SourcePriors) and same_weights(priors, load_model(folder))
+
+
+def test_cached_model_needs_no_download_and_no_server_offline(hub, tmp_path, monkeypatch):
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "model"))
+    first = resolve_model("owner/tiny")
+    hub.requests.clear()
+    assert resolve_model("owner/tiny").folder == first.folder
+    assert downloads(hub) == []  # online, cached: the Hub is only asked for the commit
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    notices: list[str] = []
+    offline = resolve_model("owner/tiny", notify=notices.append)
+    assert (offline.folder, offline.commit, notices) == (first.folder, first.commit, [])
+    assert load_priors("owner/tiny").sources == ("a", "b")
+
+
+def test_offline_with_nothing_cached_says_how_to_fetch(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotCachedError, match="priorsep models download owner/tiny@v2"):
+        resolve_model("owner/tiny@v2")
+    assert hub.requests == []
+
+
+def test_revision_pinning_picks_the_right_files(hub, tmp_path, monkeypatch):
+    old = hub.publish_folder("owner/tiny", tiny_model(tmp_path / "v1"), refs=("v1",))
+    new = hub.publish_folder("owner/tiny", tiny_model(tmp_path / "v2", ("a", "b", "c"), seed=1))
+    assert resolve_model("owner/tiny@v1").sources == ("a", "b")
+    assert resolve_model("owner/tiny", revision="v1").commit == old
+    assert resolve_model("owner/tiny").sources == ("a", "b", "c")
+    pinned = resolve_model(f"owner/tiny@{old}")
+    assert (pinned.commit, pinned.sources) == (old, ("a", "b"))
+    assert same_weights(load_resolved(pinned), load_model(tmp_path / "v1"))
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model("owner/tiny@v1").commit == old
+    assert resolve_model("owner/tiny@main").commit == new
+
+
+def test_unknown_repo_or_revision_is_not_found(hub, tmp_path):
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "model"))
+    with pytest.raises(ModelNotFoundError, match="owner/missing@main: no such model repository"):
+        resolve_model("owner/missing")
+    with pytest.raises(ModelNotFoundError, match="owner/tiny has no revision 'nope'"):
+        resolve_model("owner/tiny@nope")
+    hub.publish("owner/other-library", {"weights.bin": b"\0"})
+    with pytest.raises(ModelNotFoundError, match="neither config.json nor sources.json"):
+        resolve_model("owner/other-library")
+
+
+def test_corrupted_download_fails_its_integrity_check_and_is_fetched_again(hub, tmp_path):
+    folder = tiny_model(tmp_path / "model")
+    hub.publish_folder("owner/tiny", folder)
+    hub.corrupt.add(WEIGHTS_NAME)
+    with pytest.raises(ModelIntegrityError, match="owner/tiny@main: model.safetensors failed"):
+        resolve_model("owner/tiny")
+    hub.corrupt.clear()
+    assert same_weights(load_priors("owner/tiny"), load_model(folder))
+
+
+def test_file_that_does_not_parse_is_named(hub, tmp_path):
+    folder = tiny_model(tmp_path / "model")
+    hub.publish_folder("owner/bad-weights", folder, extra={WEIGHTS_NAME: b"not safetensors"})
+    with pytest.raises(ModelFormatError, match=r"owner/bad-weights@main: .*model\.safetensors"):
+        load_priors("owner/bad-weights")
+    hub.publish_folder("owner/bad-config", folder, extra={CONFIG_NAME: b"{"})
+    with pytest.raises(ModelFormatError, match=r"owner/bad-config@main: .*config\.json"):
+        resolve_model("owner/bad-config")
+
+
+def test_hanging_hub_times_out_to_the_cache_with_a_notice(hub, tmp_path):
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "model"))
+    cached = resolve_model("owner/tiny")
+    hub.hang = True
+    notices: list[str] = []
+    started = time.perf_counter()
+    resolved = resolve_model("owner/tiny", timeout=1, notify=notices.append)
+    assert resolved.folder == cached.folder
+    assert len(notices) == 1 and "no answer within 1 s" in notices[0]
+    assert "cached copy of owner/tiny@main" in notices[0]
+    with pytest.raises(HubUnreachableError, match="owner/never-fetched@main: could not reach"):
+        resolve_model("owner/never-fetched", timeout=1)
+    assert time.perf_counter() - started < 10
+
+
+def test_token_from_hf_token_is_sent(hub, tmp_path, monkeypatch):
+    hub.publish_folder("owner/private", tiny_model(tmp_path / "model"))
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    resolve_model("owner/private")
+    assert "Bearer hf_secret" in hub.authorizations
+
+
+# bundled names and local folders
+
+
+def test_bundled_names_never_touch_the_network(hub, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="bundled model 'toy' is not installed"):
+        resolve_model("toy")
+    tiny_model(tmp_path / "weights" / "toy")
+    resolved = resolve_model()
+    assert (resolved.kind, resolved.sources) == ("bundled", ("a", "b"))
+    assert hub.requests == []
+
+
+def test_local_folders(hub, tmp_path):
+    folder = tiny_model(tmp_path / "model")
+    assert resolve_model(str(folder)).kind == "local"
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        resolve_model(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFormatError, match="not a priorsep model folder"):
+        resolve_model(str(tmp_path / "empty"))
+    with pytest.raises(UsageError, match="Hub id"):
+        resolve_model(str(folder), revision="v1")
+    assert hub.requests == []
+
+
+# combinations
+
+
+def test_list_of_hub_ids_combines_per_source_priors(hub, tmp_path):
+    drums = tiny_model(tmp_path / "drums", ("drums",), seed=1)
+    bass = tiny_model(tmp_path / "bass", ("bass",), seed=2)
+    hub.publish_folder("owner/drums-prior", drums, refs=("v1",))
+    hub.publish_folder("owner/bass-prior", bass)
+    priors = load_priors("owner/drums-prior@v1, owner/bass-prior")
+    assert isinstance(priors, CombinedPriors) and priors.sources == ("drums", "bass")
+    assert priors.config.sample_rate == 16000
+    sources = torch.randn(3, 2, 16)
+    with torch.no_grad():
+        expected = torch.cat([load_model(drums).log_prob(sources[:, :1], 0.1),
+                              load_model(bass).log_prob(sources[:, 1:], 0.1)], dim=1)
+        assert torch.allclose(priors.log_prob(sources, 0.1), expected)
+    assert priors.sample(2, 20).shape == (2, 2, 20)
+
+
+def test_bag_file_picks_and_renames_sources(hub, tmp_path):
+    band = tiny_model(tmp_path / "band", ("a", "b"), seed=3)
+    hub.publish_folder("owner/drums-prior", tiny_model(tmp_path / "drums", ("drums",), seed=1))
+    bag = tmp_path / "bag.json"
+    bag.write_text(json.dumps({"sources": {"b": "./band", "kick": "owner/drums-prior"}}))
+    resolved = resolve_model(str(bag))
+    assert resolved.sources == ("b", "kick")
+    assert resolved.source_folders["b"] == band.resolve()
+    priors = load_resolved(resolved)
+    sources = torch.randn(2, 2, 16)
+    with torch.no_grad():
+        padded = torch.stack([torch.zeros(2, 16), sources[:, 0]], dim=1)  # band's a, b
+        expected = load_model(band).log_prob(padded)[:, 1]
+        assert torch.allclose(priors.log_prob(sources)[:, 0], expected)
+    bag.write_text(json.dumps({"sources": {"c": "./band"}}))
+    with pytest.raises(UsageError, match="has no source 'c'"):
+        resolve_model(str(bag))
+
+
+def test_combinations_need_one_sample_rate_and_distinct_names(hub, tmp_path):
+    first = tiny_model(tmp_path / "first", ("a",))
+    slow = tiny_model(tmp_path / "slow", ("b",), sample_rate=8000)
+    with pytest.raises(UsageError, match="different sample rates"):
+        resolve_model(f"{first},{slow}")
+    with pytest.raises(UsageError, match="more than once"):
+        resolve_model(f"{first},{first}")
+
+
+def test_hub_repo_with_one_subfolder_per_source(hub, tmp_path, monkeypatch):
+    drums = tiny_model(tmp_path / "drums", ("drums",), seed=1)
+    bass = tiny_model(tmp_path / "bass", ("bass",), seed=2)
+    bag = json.dumps({"sources": {"drums": "./drums", "bass": "./bass"}}).encode()
+    files = {f"{name}/{path.name}": path.read_bytes()
+             for name, folder in (("drums", drums), ("bass", bass)) for path in folder.iterdir()}
+    commit = hub.publish("owner/band", {**files, "sources.json": bag})
+    resolved = resolve_model("owner/band")
+    assert (resolved.kind, resolved.commit, resolved.sources) == ("composite", commit,
+                                                                  ("drums", "bass"))
+    assert resolved.source_folders["bass"].name == "bass"
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert same_weights(load_priors("owner/band").parts[1], load_model(bass))
+
+
+# command line
+
+
+def test_cli_models_lists_bundled_and_cached_models(hub, tmp_path):
+    tiny_model(tmp_path / "weights" / "toy")
+    commit = hub.publish_folder("owner/tiny", tiny_model(tmp_path / "model", ("x",)))
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "download", "owner/tiny", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith(commit)
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    rows = {row["model_id"]: row for row in listing["models"]}
+    assert rows["toy"]["kind"] == "bundled" and rows["toy"]["sources"] == ["a", "b"]
+    cached = rows["owner/tiny"]
+    assert (cached["revisions"], cached["commit"], cached["sources"], cached["sample_rate"]) == (
+        ["main"], commit, ["x"], 16000)
+    assert cached["size_bytes"] > 0 and cached["problem"] is None
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0 and "owner/tiny" in table.stdout
+
+
+def test_cli_errors_are_one_line_with_their_exit_code(hub, tmp_path, monkeypatch):
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "download", "owner/missing"])
+    assert result.exit_code == ModelNotFoundError.exit_code
+    assert result.stderr.count("\n") == 1 and "owner/missing@main" in result.stderr
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, ["export", "owner/missing", str(tmp_path / "out")])
+    assert result.exit_code == ModelNotCachedError.exit_code
+    assert "priorsep models download owner/missing@main" in result.stderr
+
+
+def test_cli_export_writes_a_hub_ready_folder(hub, tmp_path):
+    folder = tiny_model(tmp_path / "model", info=INFO)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(app, ["export", str(folder), str(out), "--dataset",
+                                      "someone/toy-sources", "--repo-id", "me/toy-priors"])
+    assert result.exit_code == 0, result.output
+    card = (out / CARD_NAME).read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "priorsep" and front["license"] == "mit"
+    assert "source-separation" in front["tags"] and front["datasets"] == ["someone/toy-sources"]
+    assert "## Training" in card and "toy (on the fly)" in card
+    assert "| validation log-likelihood (nats/sample) | 4.1 | 3.9 |" in card
+    assert "--model me/toy-priors" in card
+    assert (out / WEIGHTS_NAME).read_bytes() == (folder / WEIGHTS_NAME).read_bytes()
+    hub.publish_folder("me/toy-priors", out)  # what `huggingface-cli upload` would push
+    assert same_weights(load_priors("me/toy-priors"), load_model(folder))
+
+
+def test_cli_export_of_a_combination_writes_a_bag_folder(hub, tmp_path):
+    first = tiny_model(tmp_path / "first", ("a", "b"), seed=1)
+    second = tiny_model(tmp_path / "second", ("c",), seed=2)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(app, ["export", f"{first},{second}", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "sources.json").read_text()) == {
+        "sources": {"a": "./a-b", "b": "./a-b", "c": "./c"}}
+    assert resolve_model(str(out)).sources == ("a", "b", "c")
+    assert (out / CARD_NAME).read_text().startswith("---\n")
+    result = CliRunner().invoke(app, ["export", str(first), str(out)])
+    assert result.exit_code == UsageError.exit_code and "not empty" in result.stderr
+
+
+def test_cli_separate_with_a_pinned_hub_model_end_to_end(hub, tmp_path):
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "v1"), refs=("v1",))
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "v2", ("x", "y", "z")))
+    mix = tmp_path / "mix.wav"
+    soundfile.write(mix, 0.1 * torch.randn(800).numpy(), 16000)
+    out = tmp_path / "separated"
+    result = CliRunner().invoke(app, ["separate", str(mix), "-o", str(out), "--model",
+                                      "owner/tiny@v1", "--steps", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (out / "mix").iterdir()) == ["a.wav", "b.wav"]
+
+
+def test_combined_config_keeps_what_the_parts_share():
+    gains = ModelConfig(sources=("a", "b"), flow=TINY_FLOW, mixing="gains", gains=(0.5, 2.0),
+                        sigma_min=0.01, sigma_max=0.5)
+    deeper = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=1, n_layers=1, residual_channels=4,
+                        skip_channels=4, cond_channels=2)
+    other = ModelConfig(sources=("c",), flow=deeper, mixing="gains", gains=(3.0,),
+                        sigma_min=0.1, sigma_max=1.0)
+    config = combine_configs([gains, other], [SourceRef("b", 0, "b"), SourceRef("c", 1, "c")])
+    assert (config.sources, config.gains, config.flow.frame_multiple) == (("b", "c"), (2.0, 3.0),
+                                                                          4)
+    assert (config.sigma_min, config.sigma_max) == (0.1, 0.5)
+    mean = ModelConfig(sources=("d",), flow=TINY_FLOW)
+    with pytest.raises(ValueError, match="different mixing"):
+        combine_configs([gains, mean], [SourceRef("a", 0, "a"), SourceRef("d", 1, "d")])
