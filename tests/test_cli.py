@@ -88,8 +88,8 @@ def test_installed_executable_trains_and_reports_errors(tmp_path):
     assert (tmp_path / "m" / "README.md").is_file()
     bad = subprocess.run([*executable(), "cross-likelihood", str(tmp_path / "missing")],
                          capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode == 6
-    assert bad.stderr.strip().count("\n") == 0 and "config.json: missing" in bad.stderr
+    assert bad.returncode == 5
+    assert bad.stderr.strip().count("\n") == 0 and "no such folder" in bad.stderr
     assert "Traceback" not in bad.stderr
     module = subprocess.run([sys.executable, "-m", "priorsep", "--help"], capture_output=True,
                             text=True, timeout=120)

@@ -29,7 +29,7 @@ from priorsep.separation.mixing import Mixing
 DEFAULT_MODEL = "toy"
 
 
-def load_priors(model: str | os.PathLike, device: str | torch.device = "cpu",
+def load_pretrained(model: str | os.PathLike, device: str | torch.device = "cpu",
                 notify: Callable[[str], None] | None = None
                 ) -> tuple[SourcePriors, dict[str, Any]]:
     """Resolve a model id (bundled name, local folder, Hub repo, list or bag) and load it.
@@ -79,7 +79,7 @@ class Separator:
         Args:
             notify: receives notices while resolving the model (e.g. a fallback to the cache).
         """
-        priors, info = load_priors(model, device, notify)
+        priors, info = load_pretrained(model, device, notify)
         stored = info.get("separation", {})
         langevin = from_dict(LangevinConfig, stored) if stored else LangevinConfig()
         overrides = {k: v for k, v in langevin_overrides.items() if v is not None}

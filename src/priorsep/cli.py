@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from priorsep.config import FlowConfig
-from priorsep.errors import PriorsepError
+from priorsep.errors import PriorsepError, UsageError
 
 app = typer.Typer(
     name="priorsep",
@@ -71,6 +71,10 @@ def reports_errors(command):
             raise typer.Exit(70) from None
 
     return wrapper
+
+
+def _notice(message: str) -> None:
+    console.print(f"note: {message}", highlight=False, soft_wrap=True)
 
 
 class TrainReporter:
@@ -188,7 +192,7 @@ def separate(
     inputs: Annotated[list[str], typer.Argument(help="Mix files; - reads a wav from stdin.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Bundled name, model folder or Hub repo owner/name[@rev].")
+        "--model", "-m", help="Bundled name, model folder or Hub repo owner/name@revision.")
     ] = "toy",
     steps: Annotated[int | None, typer.Option(
         help="Langevin steps in all (spread over the noise levels); default: the model's.")
@@ -213,7 +217,6 @@ def separate(
 
     from priorsep.api import Separator, output_path
     from priorsep.audio import encode_wav, read_audio, write_audio
-    from priorsep.errors import UsageError
     from priorsep.train import resolve_device
 
     if out is None and stdout_source is None:
@@ -227,9 +230,7 @@ def separate(
     ext, subtype = FORMATS["float32" if float32 else "int24" if int24 else
                            "flac" if flac else "int16"]
     overrides = {"seed": seed, "n_chains": chains}
-    separator = Separator.from_pretrained(
-        model, resolve_device(device),
-        notify=lambda message: console.print(f"note: {message}", highlight=False))
+    separator = Separator.from_pretrained(model, resolve_device(device), notify=_notice)
     if steps is not None:
         if steps < 1:
             raise UsageError("--steps must be at least 1")
@@ -304,7 +305,7 @@ class AudioProgress:
 @app.command("finetune-noise")
 @reports_errors
 def finetune_noise(
-    model: Annotated[Path, typer.Argument(help="Model folder of clean (or earlier) priors.")],
+    model: Annotated[str, typer.Argument(help="Model id of clean (or earlier) priors.")],
     out: OutOption,
     dataset: DatasetOption = "toy",
     root: RootOption = None,
@@ -334,13 +335,16 @@ def finetune_noise(
     """Fine-tune priors on noisy sources x + sigma * eps, so their gradients guide Langevin."""
     import dataclasses
 
+    from priorsep.api import load_pretrained
     from priorsep.config import TrainConfig
     from priorsep.data.datasets import training_data
-    from priorsep.storage import load_model
+    from priorsep.nn.prior import SourcePriors
     from priorsep.train import finetune_levels, resolve_device
     from priorsep.train import train as run_training
 
-    priors = load_model(model)
+    priors, _ = load_pretrained(model, notify=_notice)
+    if not isinstance(priors, SourcePriors):
+        raise UsageError("finetune-noise needs one model, not a combination of several")
     config = priors.config
     data, validation, info = training_data(
         dataset, root, ",".join(config.sources) if dataset == "folder" else None,
@@ -386,7 +390,7 @@ def finetune_noise(
 @app.command("cross-likelihood")
 @reports_errors
 def cross_likelihood_command(
-    model: Annotated[Path, typer.Argument(help="Model folder.")],
+    model: Annotated[str, typer.Argument(help="Model id (bundled name, folder, Hub repo).")],
     n_examples: Annotated[int, typer.Option(help="Held-out toy examples per source.")] = 16,
     length: Annotated[int, typer.Option(help="Samples per example.")] = 4096,
     sigma: Annotated[float, typer.Option(help="Noise level given to the priors.")] = 0.0,
@@ -396,12 +400,12 @@ def cross_likelihood_command(
     """Mean log-likelihood of each toy source's test data under each prior (nats/sample)."""
     import json
 
+    from priorsep.api import load_pretrained
     from priorsep.data.toy import ToyDataset
     from priorsep.metrics import cross_likelihood
-    from priorsep.storage import load_model
     from priorsep.train import resolve_device
 
-    priors = load_model(model, resolve_device(device))
+    priors, _ = load_pretrained(model, resolve_device(device), notify=_notice)
     multiple = priors.config.flow.frame_multiple
     data = ToyDataset("test", n_examples, priors.config.sample_rate)
     sources = data.batch(range(n_examples))[..., : length // multiple * multiple]
