@@ -342,7 +342,7 @@ def finetune_noise(
     from priorsep.train import finetune_levels, resolve_device
     from priorsep.train import train as run_training
 
-    priors, _ = load_pretrained(model, notify=_notice)
+    priors, base_info = load_pretrained(model, notify=_notice)
     if not isinstance(priors, SourcePriors):
         raise UsageError("finetune-noise needs one model, not a combination of several")
     config = priors.config
@@ -360,6 +360,8 @@ def finetune_noise(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     info["training"]["fine-tuned from"] = str(model)
+    if "training" in base_info:
+        info["base training"] = base_info["training"]
     options = dict(resume=resume, device=resolve_device(device), validation=validation,
                    info=info)
     if levels:
@@ -385,6 +387,24 @@ def finetune_noise(
                      on_progress=reporter, **options)
     if not quiet:
         console.print(f"wrote {out} (sigma-conditional, sigma in [{sigma_min}, {sigma_max}])")
+
+
+@app.command()
+@reports_errors
+def example(
+    out: Annotated[Path, typer.Argument(help="Where to write the example mix.")] = Path(
+        "toy_mix.wav"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Write the bundled example mix (1 s of the toy test split: sine+sawtooth+square+triangle)."""
+    import shutil
+    from importlib.resources import as_file, files
+
+    if out.exists() and not overwrite:
+        raise UsageError(f"{out} exists (use --overwrite to replace it)")
+    with as_file(files("priorsep") / "examples" / "toy_mix.wav") as source:
+        shutil.copyfile(source, out)
+    console.print(f"wrote {out}", highlight=False)
 
 
 @app.command("cross-likelihood")

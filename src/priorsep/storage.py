@@ -71,14 +71,12 @@ def model_card(config: ModelConfig, info: dict[str, Any]) -> str:
         f"- noise levels trained on: sigma in [{config.sigma_min}, {config.sigma_max}]",
         f"- mixing: {config.mixing}",
     ]
-    training = info.get("training")
-    if training:
-        lines += ["", "## Training", ""]
-        lines += [f"- {key}: {value}" for key, value in training.items()]
-    evaluation = info.get("evaluation")
-    if evaluation:
-        lines += ["", "## Evaluation", ""]
-        lines += [f"- {key}: {value}" for key, value in evaluation.items()]
+    sections = (("Training", "training"), ("Trained before fine-tuning", "base training"),
+                ("Evaluation", "evaluation"), ("Separation defaults", "separation"))
+    for title, key in sections:
+        if info.get(key):
+            lines += ["", f"## {title}", ""]
+            lines += [f"- {name}: {value}" for name, value in info[key].items()]
     return "\n".join(lines) + "\n"
 
 
