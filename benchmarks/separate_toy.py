@@ -28,6 +28,7 @@ from priorsep.config import LangevinConfig
 from priorsep.data.toy import ToyDataset, mix
 from priorsep.metrics import si_sdr
 from priorsep.separation.langevin import langevin_separate
+from priorsep.storage import update_info
 
 
 def parse_setting(text: str, base: LangevinConfig) -> LangevinConfig:
@@ -96,6 +97,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--write-best", metavar="MODEL_FOLDER", default=None,
+                        help="store the best cold-start setting within --max-rtf as the "
+                             "model's separation defaults (tune on --split validation)")
+    parser.add_argument("--max-rtf", type=float, default=20.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -134,6 +139,15 @@ def main() -> None:
             print(f"| {text} | {diagnostic} | {config.total_steps} | {cells} | "
                   f"{row['improvement_mean']:+.2f} | {row['si_sdr_mean']:+.2f} | {rtf:.2f} |",
                   flush=True)
+    if args.write_best:
+        eligible = [row for row in results if row["start"] == "cold" and
+                    row["rtf"] <= args.max_rtf]
+        if not eligible:
+            raise SystemExit(f"no cold-start setting ran within RTF {args.max_rtf}")
+        best = max(eligible, key=lambda row: row["improvement_mean"])
+        update_info(args.write_best, "separation", best["config"])
+        print(f"stored {best['setting']!r} (mean SI-SDRi {best['improvement_mean']:+.2f} dB on "
+              f"{args.split}, RTF {best['rtf']:.1f}) in {args.write_best}", file=sys.stderr)
     if args.json_path:
         with open(args.json_path, "w") as handle:
             json.dump({"split": args.split, "n_mixes": args.n_mixes, "length": length,

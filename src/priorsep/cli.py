@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from priorsep.config import FlowConfig
-from priorsep.errors import PriorsepError, UsageError
+from priorsep.errors import PriorsepError, TrainingInterrupted, UsageError
 
 app = typer.Typer(
     name="priorsep",
@@ -55,7 +55,8 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except PriorsepError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            label = "stopped" if isinstance(error, TrainingInterrupted) else "[red]error[/red]"
+            console.print(f"{label}: {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except (typer.Exit, typer.Abort, click.ClickException):
             raise

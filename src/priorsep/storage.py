@@ -104,6 +104,17 @@ def save_model(
     return folder
 
 
+def update_info(folder: str | os.PathLike, key: str, value: Any) -> None:
+    """Set `info[key]` in a model folder's config.json and rewrite its model card."""
+    folder = Path(folder)
+    config, info = read_config(folder)
+    raw = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    info[key] = value
+    raw["info"] = info
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(raw, indent=2) + "\n")
+    atomic_write_text(folder / CARD_NAME, model_card(config, info))
+
+
 def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
     """Parse `config.json` of a model folder into (ModelConfig, info)."""
     path = Path(folder) / CONFIG_NAME
