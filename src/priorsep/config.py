@@ -159,6 +159,10 @@ class LangevinConfig:
     using the gradient of the final scoring pass."""
     project: bool = False
     """Project the output onto the mixing constraint g(s) = m (after final_step)."""
+    bound: float | None = 1.0
+    """After every update, clamp the sources to +-(bound + 3 sigma): audio lives in [-1, 1], and
+    a flow's score far outside its data can be huge enough to throw a chain to infinity in one
+    step. None disables the clamp."""
     seed: int = 0
     """Seed of the CPU generator that draws every noise sample (results do not depend on device)."""
 
@@ -177,6 +181,8 @@ class LangevinConfig:
             raise ValueError(f"unknown init {self.init!r}; choose noise or mix")
         if self.init_std is not None and self.init_std < 0:
             raise ValueError("init_std must be non-negative")
+        if self.bound is not None and self.bound <= 0:
+            raise ValueError("bound must be positive (or None for no clamp)")
         if self.final_step not in ("none", "noise_free", "denoise"):
             raise ValueError(
                 f"unknown final_step {self.final_step!r}; choose none, noise_free or denoise")

@@ -243,6 +243,9 @@ def _run_chains(priors: Prior, sources: torch.Tensor, mix: torch.Tensor, mixing:
             else:  # thesis Algorithm 2: prior step, then constraint step on the new iterate
                 sources = sources + step_size * prior_grad + noise
                 sources = sources + step_size * likelihood_gradient(sources, mix, mixing, gamma)
+            if config.bound is not None:
+                limit = config.bound + 3 * sigma
+                sources = sources.clamp(-limit, limit)
             if progress is not None:
                 progress(done, total)
     return sources
