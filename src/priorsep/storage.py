@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from priorsep.config import ModelConfig
 from priorsep.errors import ModelFormatError
-from priorsep.nn.prior import SourcePriors
+from priorsep.nn.prior import SourcePriors, receptive_field
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -64,8 +64,11 @@ def model_card(config: ModelConfig, info: dict[str, Any]) -> str:
         "",
         "## Architecture",
         "",
-        f"- {flow.n_blocks} blocks x {flow.n_flows} flows x {flow.n_layers} WaveNet layers, "
+        f"- {flow.early_squeezes} early squeezes (groups of {2**flow.early_squeezes} samples), "
+        f"then {flow.n_blocks} blocks x {flow.n_flows} flows x {flow.n_layers} WaveNet layers, "
         f"width {flow.residual_channels}, noise-level embedding {flow.cond_channels}",
+        f"- receptive field {receptive_field(config)} samples "
+        f"({1000 * receptive_field(config) / config.sample_rate:.0f} ms)",
         f"- {'one grouped module' if config.grouped else 'one module per source'}, "
         f"{info.get('parameters', '?')} parameters",
         f"- noise levels trained on: sigma in [{config.sigma_min}, {config.sigma_max}]",
