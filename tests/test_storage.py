@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -73,3 +74,11 @@ def test_weights_of_another_architecture_are_rejected(tmp_path, trained_priors):
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ModelFormatError, match="does not match config.json"):
         load_model(tmp_path)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path, trained_priors):
+    save_model(trained_priors, tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "model.safetensors", "README.md"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask

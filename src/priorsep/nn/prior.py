@@ -9,28 +9,55 @@ repos, see `priorsep.hub`) behind the same methods.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from priorsep.config import ModelConfig
+from priorsep.config import FlowConfig, ModelConfig
 from priorsep.nn.flows import FloWaveNet
 
 
-def receptive_field(config: ModelConfig) -> int:
-    """Exact receptive field, in input samples, of one output latent of the whole flow.
+def receptive_field_bound(flow: FlowConfig) -> int:
+    """An upper bound, in input samples, of the span one latent time step depends on.
 
-    A coupling at block b (time scale 2**b) sees (kernel-1)*sum(dilations) latent steps around
-    its input; couplings compose, so the half-widths add up, scaled to input samples.
+    A coupling at block b (time scale 2**(b + early_squeezes)) sees (kernel-1)/2 * sum of
+    dilations latent steps on each side; couplings compose, so the half-widths add up.
     """
-    flow = config.flow
     half_width_latent = (flow.kernel_size - 1) // 2 * (2**flow.n_layers - 1)
     half_width = 0
     for block in range(1, flow.n_blocks + 1):
         half_width += flow.n_flows * half_width_latent * 2 ** (block + flow.early_squeezes)
     return 2 * half_width + flow.frame_multiple
+
+
+@functools.lru_cache(maxsize=32)
+def receptive_field(config: ModelConfig) -> int:
+    """Exact receptive field, in input samples: the span one latent time step depends on.
+
+    The bound of `receptive_field_bound` is not reached, because every coupling reads only one
+    half of the interleaved samples; the exact span is read off the architecture itself, as the
+    support of the input gradient of one latent time step of a float64 copy with random
+    weights (a structural property: it does not depend on the trained weights).
+    """
+    flow = FloWaveNet(dataclasses.replace(config.flow, cond_channels=0)).double().eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in flow.named_parameters():
+            if ".net.out." in name:  # zero-initialised: would make every coupling the identity
+                parameter.copy_(torch.randn(parameter.shape, generator=generator,
+                                            dtype=torch.float64))
+    multiple = config.flow.frame_multiple
+    length = (3 * receptive_field_bound(config.flow) // multiple + 1) * multiple
+    signal = torch.randn(1, 1, length, generator=generator, dtype=torch.float64)
+    signal.requires_grad_(True)
+    latent, _ = flow(signal)
+    latent[0, :, latent.shape[2] // 2].sum().backward()
+    support = (signal.grad[0, 0] != 0).nonzero().flatten()
+    return int(support.max() - support.min() + 1)
 
 
 class SourcePriors(nn.Module):

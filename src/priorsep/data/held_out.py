@@ -1,0 +1,96 @@
+"""Held-out solo sources for evaluation, from the datasets the command line knows.
+
+- `toy`: the fixed test split (the same on every run and machine, whatever the seed);
+- `musdb`: aligned crops of the test tracks of a MUSDB18 wav tree (see `priorsep.data.musdb`);
+- `folder`: crops of solo recordings in `ROOT/<source>/*.wav|flac`, one random file per source
+  and example (recordings of different sources are not related, so a mix of them is made up).
+
+Every source comes in the order of the model's sources, mono at the model's rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from priorsep.data.folders import FolderSources
+from priorsep.data.musdb import STEMS, MusdbWav
+from priorsep.data.toy import SOURCES as TOY_SOURCES
+from priorsep.data.toy import ToyDataset
+from priorsep.errors import UsageError
+
+DATASETS = ("toy", "musdb", "folder")
+
+
+@dataclass(frozen=True)
+class HeldOutData:
+    """A dataset of held-out solo sources for a model.
+
+    Args:
+        name: "toy", "musdb" or "folder".
+        root: dataset root (musdb: the folder holding `test/`; folder: ROOT/<source>/).
+        sources: the model's source names, in order; the dataset must hold each of them.
+        sample_rate: the model's rate.
+    """
+
+    name: str
+    root: Path | None
+    sources: tuple[str, ...]
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise UsageError(f"unknown dataset {self.name!r}; use {', '.join(DATASETS)}")
+        if self.name == "toy":
+            if self.root is not None:
+                raise UsageError("--root applies to --dataset musdb or folder only")
+            self._check_names(TOY_SOURCES)
+        elif self.root is None:
+            layout = ("ROOT/test/<track>/<stem>.wav" if self.name == "musdb"
+                      else "ROOT/<source>/*.wav")
+            raise UsageError(f"--dataset {self.name} needs --root ROOT ({layout})")
+        elif self.name == "musdb":
+            self._check_names(STEMS)
+
+    def _check_names(self, available: tuple[str, ...]) -> None:
+        missing = [source for source in self.sources if source not in available]
+        if missing:
+            raise UsageError(f"the model's source(s) {', '.join(missing)} are not in the "
+                             f"{self.name} dataset (it has {', '.join(available)})")
+
+    def describe(self) -> dict:
+        """What the report says about the data."""
+        if self.name == "toy":
+            return {"name": "toy", "split": "test", "root": None,
+                    "note": "the fixed test split; example i is the same on every run"}
+        if self.name == "musdb":
+            return {"name": "musdb", "split": "test", "root": str(self.root),
+                    "note": "aligned crops of the test tracks, mono, resampled to the model's "
+                            "rate; crops where a stem is silent are redrawn"}
+        return {"name": "folder", "split": None, "root": str(self.root),
+                "note": "crops of the solo recordings, one random file per source and example"}
+
+    def excerpts(self, n: int, length: int, seed: int) -> torch.Tensor:
+        """`n` held-out examples of every source.
+
+        Args:
+            n: how many.
+            length: samples per excerpt, at the model's rate.
+            seed: seeds the crop positions (musdb, folder); the toy split is fixed.
+
+        Returns:
+            (n, n_sources, length) float32, sources in the model's order. For toy and musdb the
+            sources of one example are aligned (they mix into a real mix).
+        """
+        generator = torch.Generator().manual_seed(seed)
+        if self.name == "toy":
+            split = ToyDataset("test", n, self.sample_rate, duration=length / self.sample_rate)
+            order = [TOY_SOURCES.index(source) for source in self.sources]
+            return split.batch(range(n))[:, order, :length]
+        if self.name == "musdb":
+            return MusdbWav(self.root, "test", self.sample_rate, self.sources).crops(
+                n, length, generator)
+        return FolderSources(self.root, self.sample_rate, self.sources).sample(
+            generator, n, length)
