@@ -155,8 +155,9 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
+    base = separator.langevin  # the model's stored defaults; every setting starts from them
     for text in args.settings or ["default"]:
-        config = parse_setting(text, separator.langevin)
+        config = parse_setting(text, base)
         for diagnostic in args.diagnostics.split(","):
             outcome = evaluate(separator, mixes, truth, config, diagnostic == "oracle",
                                args.batch_size)
