@@ -1,6 +1,6 @@
 """`priorsep evaluate`: the experiments of the thesis and the BASIS paper as a reproducible report.
 
-Sections (DESIGN §2), each a JSON-ready dict under `report["sections"]`:
+Sections (the thesis' experiments), each a JSON-ready dict under `report["sections"]`:
 - `cross`: mean log-likelihood of each source's held-out data under each prior (N x N);
 - `noise`: data noised at each level under the priors of each level, and the cross-likelihood
   at each level (`priorsep.evaluation.levels` says which levels a model has);
