@@ -60,6 +60,16 @@ def receptive_field(config: ModelConfig) -> int:
     return int(support.max() - support.min() + 1)
 
 
+def expand_sigma(sigma, sources: torch.Tensor) -> torch.Tensor:
+    """Noise level(s) as a (batch, n_sources) tensor like `sources` (batch, n_sources, time).
+
+    `sigma` is None (clean), a float, a 0-d tensor, or already (batch, n_sources).
+    """
+    sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=sources.dtype,
+                            device=sources.device)
+    return sigma.expand(sources.shape[0], sources.shape[1]) if sigma.dim() < 2 else sigma
+
+
 class SourcePriors(nn.Module):
     """Independent densities p_k(s_k), one per source of `config.sources`.
 
@@ -80,11 +90,6 @@ class SourcePriors(nn.Module):
     def sources(self) -> tuple[str, ...]:
         return self.config.sources
 
-    def _sigma(self, sources: torch.Tensor, sigma) -> torch.Tensor:
-        sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=sources.dtype,
-                                device=sources.device)
-        return sigma.expand(sources.shape[0], sources.shape[1]) if sigma.dim() < 2 else sigma
-
     def _parts(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         if self.config.grouped:
             return [tensor]
@@ -100,7 +105,7 @@ class SourcePriors(nn.Module):
         Returns:
             (batch, n_sources) log-likelihoods in nats (divide by time for nats/sample).
         """
-        sigma = self._sigma(sources, sigma)
+        sigma = expand_sigma(sigma, sources)
         parts = [
             flow.log_prob(x, s)
             for flow, x, s in zip(self.flows, self._parts(sources), self._parts(sigma))
@@ -125,7 +130,7 @@ class SourcePriors(nn.Module):
         n_sources = len(self.sources)
         z = torch.randn(n, n_sources * factor, length // factor, generator=generator)
         z = (z * temperature).to(device)
-        sigma = self._sigma(z.new_zeros(n, n_sources, 1), sigma)
+        sigma = expand_sigma(sigma, z.new_zeros(n, n_sources, 1))
         # (n, N*F, T/F) -> (n, N, F, T/F): the latent channels of each source stay together
         z_parts = z.view(n, n_sources, factor, -1)
         outs = []
@@ -236,10 +241,7 @@ class CombinedPriors(nn.Module):
         Returns:
             (batch, n_sources) log-likelihoods in nats.
         """
-        sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=sources.dtype,
-                                device=sources.device)
-        if sigma.dim() < 2:
-            sigma = sigma.expand(sources.shape[0], sources.shape[1])
+        sigma = expand_sigma(sigma, sources)
         pieces = []
         for index, positions, channels in self._routes:
             part_sources = self._part_input(index, positions, channels, sources)
