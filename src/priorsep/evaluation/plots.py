@@ -90,43 +90,40 @@ def plot_cross(section: dict, sources: list[str], path: Path) -> None:
     _save(plt, figure, path)
 
 
-def plot_cross_grid(tables: list[dict], sources: list[str], path: Path) -> None:
-    """The cross-likelihood at every noise level, one panel per level (data noised to match)."""
+def _heatmap_grid(panels: list[tuple], columns: int, size: float, title: str,
+                  path: Path) -> None:
+    """Heatmaps side by side, `columns` per row; each panel is the arguments of `_heatmap`
+    after the axis: (table, row labels, column labels, title, x label, y label)."""
     plt = pyplot()
-    columns = min(len(tables), 3)
-    rows = math.ceil(len(tables) / columns)
-    size = 1.1 * len(sources) + 1.6
+    columns = min(len(panels), columns)
+    rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(size * columns + 1, size * rows),
                                 squeeze=False)
-    for axis, section in zip(axes.flat, tables):
-        _heatmap(plt, axis, section["table"], sources, sources, f"sigma = {section['sigma']:g}",
-                 "prior", "data")
-    for axis in list(axes.flat)[len(tables):]:
+    for axis, panel in zip(axes.flat, panels):
+        _heatmap(plt, axis, *panel)
+    for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
-    figure.suptitle("cross-likelihood at each noise level (nats/sample)")
+    figure.suptitle(title)
     figure.tight_layout()
     _save(plt, figure, path)
+
+
+def plot_cross_grid(tables: list[dict], sources: list[str], path: Path) -> None:
+    """The cross-likelihood at every noise level, one panel per level (data noised to match)."""
+    panels = [(section["table"], sources, sources, f"sigma = {section['sigma']:g}", "prior",
+               "data") for section in tables]
+    _heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
+                  "cross-likelihood at each noise level (nats/sample)", path)
 
 
 def plot_noise(section: dict, path: Path) -> None:
     """Per source: data noised at each sigma (rows) under the prior of each level (columns)."""
-    plt = pyplot()
-    sources = list(section["by_source"])
     data_labels = [f"{s:g}" for s in section["data_sigmas"]]
     prior_labels = [f"{s:g}" for s in section["prior_sigmas"]]
-    columns = min(len(sources), 2)
-    rows = math.ceil(len(sources) / columns)
-    size = 0.8 * len(prior_labels) + 2.2
-    figure, axes = plt.subplots(rows, columns, figsize=(size * columns + 1, size * rows),
-                                squeeze=False)
-    for axis, source in zip(axes.flat, sources):
-        _heatmap(plt, axis, section["by_source"][source], data_labels, prior_labels, source,
-                 "prior sigma", "data noised at sigma")
-    for axis in list(axes.flat)[len(sources):]:
-        axis.axis("off")
-    figure.suptitle("noise conditioning: log-likelihood, nats/sample")
-    figure.tight_layout()
-    _save(plt, figure, path)
+    panels = [(table, data_labels, prior_labels, source, "prior sigma", "data noised at sigma")
+              for source, table in section["by_source"].items()]
+    _heatmap_grid(panels, 2, 0.8 * len(prior_labels) + 2.2,
+                  "noise conditioning: log-likelihood, nats/sample", path)
 
 
 def plot_gaussian(section: dict, path: Path) -> None:
