@@ -81,15 +81,17 @@ def _notice(message: str) -> None:
 class TrainReporter:
     """Rich progress bar on a terminal; a plain line every `every` steps otherwise."""
 
-    def __init__(self, total: int, quiet: bool, every: int, sources: tuple[str, ...]) -> None:
+    def __init__(self, total: int, quiet: bool, every: int, sources: tuple[str, ...],
+                 loss_name: str = "loss") -> None:
         self.quiet = quiet
+        self.loss_name = loss_name
         self.every = max(every, 1)
         self.sources = sources
         self.progress: Progress | None = None
         if not quiet and console.is_terminal:
             self.progress = Progress(
                 TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-                TextColumn("loss {task.fields[loss]:.3f} nats/sample"),
+                TextColumn(loss_name + " {task.fields[loss]:.3f} nats/sample"),
                 TextColumn("{task.fields[speed]:,.0f} samples/s"),
                 TimeRemainingColumn(), console=console)
             self.task = self.progress.add_task("train", total=total, loss=float("nan"), speed=0.0)
@@ -110,7 +112,7 @@ class TrainReporter:
             self.progress.update(self.task, completed=report.step, loss=report.loss,
                                  speed=report.samples_per_second)
         elif report.step % self.every == 0 or report.step == report.total:
-            console.print(f"step {report.step}/{report.total}  loss {report.loss:.4f} "
+            console.print(f"step {report.step}/{report.total}  {self.loss_name} {report.loss:.4f} "
                           f"nats/sample  {report.samples_per_second:,.0f} samples/s  "
                           f"lr {report.lr:.2e}", highlight=False)
         if report.validation is not None:
@@ -201,6 +203,13 @@ def separate(
     chains: Annotated[int | None, typer.Option(help="Chains per segment; the best is kept.")
                       ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the sampler.")] = None,
+    method: Annotated[str, typer.Option(
+        help="langevin (posterior sampling), posterior (one pass of the model's amortised "
+             "encoder) or posterior+langevin (the encoder starts a short Langevin run: a "
+             "quarter of the model's steps unless --steps).")] = "langevin",
+    samples: Annotated[int, typer.Option(
+        help="With the posterior methods: average this many encoder draws (0: its mean).")
+    ] = 0,
     float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float wav.")] = False,
     int24: Annotated[bool, typer.Option("--int24", help="Write 24-bit wav.")] = False,
     flac: Annotated[bool, typer.Option("--flac", help="Write FLAC.")] = False,
@@ -231,7 +240,8 @@ def separate(
     ext, subtype = FORMATS["float32" if float32 else "int24" if int24 else
                            "flac" if flac else "int16"]
     overrides = {"seed": seed, "n_chains": chains}
-    separator = Separator.from_pretrained(model, resolve_device(device), notify=_notice)
+    separator = Separator.from_pretrained(model, resolve_device(device), notify=_notice,
+                                          method=method, samples=samples)
     if steps is not None:
         if steps < 1:
             raise UsageError("--steps must be at least 1")
@@ -388,6 +398,68 @@ def finetune_noise(
                      on_progress=reporter, **options)
     if not quiet:
         console.print(f"wrote {out} (sigma-conditional, sigma in [{sigma_min}, {sigma_max}])")
+
+
+@app.command("train-posterior")
+@reports_errors
+def train_posterior_command(
+    model: Annotated[str, typer.Argument(help="Model id of the (noise-conditioned) priors.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Model folder to write: the priors plus the encoder.")],
+    dataset: Annotated[str, typer.Option(
+        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav) or mixes "
+             "(mix recordings, ROOT/**/*.wav).")] = "toy",
+    root: RootOption = None,
+    sigma: Annotated[float, typer.Option(help="Noise level the frozen priors condition on.")
+                     ] = 0.05,
+    gamma: Annotated[float, typer.Option(help="Width of the likelihood of the mix.")] = 0.05,
+    layers: Annotated[int, typer.Option(help="WaveNet layers of the encoder.")] = 8,
+    width: Annotated[int, typer.Option(help="WaveNet width of the encoder.")] = 48,
+    squeezes: Annotated[int, typer.Option(
+        help="The encoder reads frames of 2**squeezes samples.")] = 3,
+    steps: StepsOption = 2000,
+    batch_size: BatchOption = 8,
+    frame_length: FrameOption = 4096,
+    lr: LrOption = 1e-3,
+    lr_decay: DecayOption = 0.6,
+    lr_decay_times: DecayTimesOption = 5,
+    checkpoint_every: CheckpointOption = 100,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Train an amortised posterior q(s | m) against frozen priors, on mixes only (ELBO)."""
+    from priorsep.amortised import train_posterior
+    from priorsep.api import load_pretrained
+    from priorsep.config import PosteriorConfig, TrainConfig
+    from priorsep.data.datasets import mix_training_data
+    from priorsep.separation.mixing import Mixing
+    from priorsep.train import resolve_device
+
+    priors, priors_info = load_pretrained(model, notify=_notice)
+    config = priors.config
+    data, validation, info = mix_training_data(dataset, root, config.sources,
+                                               config.sample_rate, Mixing.from_config(config),
+                                               frame_length)
+    try:
+        posterior_config = PosteriorConfig(squeezes=squeezes, n_layers=layers,
+                                           residual_channels=width, skip_channels=width,
+                                           sigma=sigma, gamma=gamma)
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
+                                   checkpoint_every=checkpoint_every, seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    info["training"]["priors"] = str(model)
+    with TrainReporter(steps, quiet, checkpoint_every, config.sources,
+                       loss_name="-ELBO") as reporter:
+        train_posterior(priors, posterior_config, train_config, data, out,
+                        priors_info=priors_info, resume=resume, device=resolve_device(device),
+                        validation=validation, info=info["training"], on_progress=reporter)
+    if not quiet:
+        console.print(f"wrote {out} (priors + amortised posterior; separate with "
+                      f"--model {out} --method posterior)", highlight=False)
 
 
 @app.command()

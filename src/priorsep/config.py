@@ -119,6 +119,44 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PosteriorConfig:
+    """An amortised posterior encoder q(s | m) and the ELBO it is trained with.
+
+    The encoder is a non-causal WaveNet on frames of `2**squeezes` mix samples; it emits, per
+    sample and source, a normal truncated to [-1, 1]. Training maximises
+    `sum_k E_q[log p_k,sigma(s_k)] + H(q) - ||m - g(s)||**2 / (2 gamma**2)` with the priors frozen,
+    evaluated at the noise level `sigma` the priors condition on.
+    """
+
+    squeezes: int = 3
+    n_layers: int = 8
+    residual_channels: int = 48
+    skip_channels: int = 48
+    kernel_size: int = 3
+    min_scale: float = 1e-3
+    initial_scale: float = 0.1
+    sigma: float = 0.05
+    """Noise level the frozen priors are evaluated at."""
+    gamma: float = 0.05
+    """Width of the Gaussian likelihood of the mix given the sources."""
+
+    def __post_init__(self) -> None:
+        if self.squeezes < 0 or self.n_layers < 1:
+            raise ValueError("squeezes must be at least 0 and n_layers at least 1")
+        if self.kernel_size % 2 != 1:
+            raise ValueError("kernel_size must be odd (the WaveNet is non-causal)")
+        if not 0 < self.min_scale < self.initial_scale:
+            raise ValueError("need 0 < min_scale < initial_scale")
+        if self.sigma < 0 or self.gamma <= 0:
+            raise ValueError("sigma must be non-negative and gamma positive")
+
+    @property
+    def frame(self) -> int:
+        """Mix lengths must be a multiple of this: the samples of one encoder time step."""
+        return 2**self.squeezes
+
+
+@dataclass(frozen=True)
 class LangevinConfig:
     """Posterior sampling of the sources by Langevin dynamics (see `priorsep.separation.langevin`).
 

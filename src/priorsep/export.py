@@ -18,6 +18,7 @@ from typing import Any
 
 from huggingface_hub import ModelCardData
 
+from priorsep.amortised import load_posterior
 from priorsep.config import ModelConfig
 from priorsep.errors import UsageError
 from priorsep.hub import BAG_NAME, ResolvedModel, resolve_model
@@ -25,6 +26,7 @@ from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
     FORMAT_VERSION,
+    POSTERIOR_NAME,
     WEIGHTS_NAME,
     atomic_write_text,
     load_model,
@@ -90,9 +92,11 @@ def export_model(model_id: str, out_dir: str | os.PathLike, *, license: str = "m
 def _copy_model(folder: Path, out: Path) -> tuple[ModelConfig, dict[str, Any]]:
     """Check that `folder` loads, then copy its config and weights byte for byte."""
     load_model(folder)  # raises ModelFormatError naming the file if anything is off
+    load_posterior(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        shutil.copyfile(folder / name, out / name)  # follows the cache's symlinks
+    for name in (CONFIG_NAME, WEIGHTS_NAME, POSTERIOR_NAME):
+        if name != POSTERIOR_NAME or (folder / name).is_file():
+            shutil.copyfile(folder / name, out / name)  # follows the cache's symlinks
     return read_config(out)
 
 

@@ -46,11 +46,19 @@ from priorsep.errors import (
     ModelNotFoundError,
     PriorsepError,
 )
-from priorsep.storage import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, atomic_write_text
+from priorsep.storage import (
+    CARD_NAME,
+    CONFIG_NAME,
+    POSTERIOR_NAME,
+    WEIGHTS_NAME,
+    atomic_write_text,
+)
 
 BAG_NAME = "sources.json"
 """A folder holding this file (and no config.json) is a bag of per-source models."""
-LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME), "bag": (BAG_NAME,)}
+LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME), "bag": (BAG_NAME,)}
+OPTIONAL = (CARD_NAME, POSTERIOR_NAME)
+"""Files a model folder may lack: the card, and the amortised posterior."""
 """The files of each kind of folder; the first one tells the kind, the card is optional."""
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -197,7 +205,7 @@ class HubClient:
             return None
         snapshot = self.storage(repo_id) / "snapshots" / commit / prefix
         for layout, names in LAYOUTS.items():
-            required = [name for name in names if name != CARD_NAME]
+            required = [name for name in names if name not in OPTIONAL]
             if all((snapshot / name).exists() for name in required):
                 return layout, commit
         return None
@@ -222,7 +230,7 @@ class HubClient:
                     local_files_only=not online,
                     tqdm_class=None if self.settings.progress else silent_tqdm))
             except (RemoteEntryNotFoundError, LocalEntryNotFoundError) as error:
-                if name == CARD_NAME:  # the model card is welcome but not needed to load
+                if name in OPTIONAL:  # welcome, but not needed to load the priors
                     continue
                 if isinstance(error, RemoteEntryNotFoundError):
                     raise ModelFormatError(f"{label}: the repository has no {filename}") from None

@@ -27,6 +27,8 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+POSTERIOR_NAME = "posterior.safetensors"
+"""Optional: the amortised posterior encoder (see `priorsep.amortised`)."""
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -83,7 +85,31 @@ def model_card(config: ModelConfig, info: dict[str, Any]) -> str:
         if info.get(key):
             lines += ["", f"## {title}", ""]
             lines += [f"- {name}: {value}" for name, value in info[key].items()]
+    if info.get("posterior"):
+        lines += ["", "## Amortised posterior", ""] + _posterior_lines(info["posterior"])
     return "\n".join(lines) + "\n"
+
+
+def _posterior_lines(posterior: dict[str, Any]) -> list[str]:
+    """Model-card lines of the encoder stored in `posterior.safetensors`."""
+    arch = posterior.get("config", {})
+    lines = [
+        f"- `{POSTERIOR_NAME}`: a WaveNet encoder q(s | m) on frames of "
+        f"{2 ** arch.get('squeezes', 0)} samples, {arch.get('n_layers')} layers, width "
+        f"{arch.get('residual_channels')}, {posterior.get('parameters', '?')} parameters; "
+        f"trained on mixes only, priors frozen at sigma = {arch.get('sigma')}, "
+        f"likelihood width gamma = {arch.get('gamma')}",
+        "- use: `priorsep separate --method posterior` (one forward pass) or "
+        "`--method posterior+langevin`",
+    ]
+    for name, value in posterior.items():
+        if name in ("config", "parameters"):
+            continue
+        if isinstance(value, dict):
+            lines += [f"- {name}: " + "; ".join(f"{k}: {v}" for k, v in value.items())]
+        else:
+            lines += [f"- {name}: {value}"]
+    return lines
 
 
 def save_model(

@@ -10,6 +10,7 @@ NCCL on CUDA); each rank draws its own batches and rank 0 writes the files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -23,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from priorsep.config import ModelConfig, TrainConfig, from_dict
+from priorsep.config import ModelConfig, TrainConfig
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
 from priorsep.nn.prior import SourcePriors
 from priorsep.storage import atomic_write, save_model
@@ -140,14 +141,148 @@ def _gather(value: Any, world: int) -> list[Any]:
     return values
 
 
-def _check_resumable(saved: dict, model_config: ModelConfig, train_config: TrainConfig,
-                     path: Path) -> None:
-    if ModelConfig.from_dict(saved["model_config"]) != model_config:
-        raise CheckpointError(f"{path}: was made with another model configuration")
-    old = from_dict(TrainConfig, saved["train_config"])
-    if dataclasses.replace(old, steps=train_config.steps) != train_config:
-        raise CheckpointError(
-            f"{path}: was made with other training options; only --steps may change on --resume")
+def _comparable(config: Any) -> Any:
+    """A config (dataclass or dict) as plain JSON values, tuples as lists."""
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    return json.loads(json.dumps(values))
+
+
+def _check_resumable(saved: dict, identity: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint made with other configurations; only `steps` may change."""
+    for key, config in identity.items():
+        old, new = _comparable(saved.get(key)), _comparable(config)
+        if key == "train_config":
+            if old is None or {**old, "steps": new["steps"]} != new:
+                raise CheckpointError(f"{path}: was made with other training options; "
+                                      "only --steps may change on --resume")
+        elif old != new:
+            what = key.removesuffix("_config")
+            raise CheckpointError(f"{path}: was made with another {what} configuration")
+
+
+def optimise(
+    module: torch.nn.Module,
+    train_config: TrainConfig,
+    checkpoint_path: Path,
+    batch_loss: Callable[[torch.nn.Module, torch.Generator], tuple[torch.Tensor, int]],
+    *,
+    identity: dict[str, Any],
+    resume: bool,
+    generator: torch.Generator,
+    rank: int = 0,
+    world: int = 1,
+    prepare: Callable[[], None] | None = None,
+    validate: Callable[[], list[float]] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> tuple[int, float]:
+    """The loop shared by every trainer: Adam, step decay, clipping, checkpoints, resume, Ctrl-C.
+
+    Args:
+        module: the trainable module (its trainable parameters are optimised; its state is
+            checkpointed).
+        batch_loss: (module or its DDP wrapper, data generator) -> (loss, audio samples in
+            the batch); draws its own batch from the generator.
+        identity: configurations stored in the checkpoint and checked on `resume`
+            ("train_config" may differ in its `steps` only).
+        generator: the data generator of this rank (its state is checkpointed per rank).
+        prepare: runs once before a fresh start (e.g. ActNorm's data-dependent initialisation).
+        validate: per-source validation figures, every `eval_every` steps and at the end.
+
+    Returns:
+        (steps done, seconds spent training, all sessions together).
+
+    Raises:
+        TrainingInterrupted: after Ctrl-C, once the checkpoint is written.
+    """
+    parameters = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=train_config.lr)
+    step, elapsed = 0, 0.0
+    if resume:
+        if not checkpoint_path.is_file():
+            raise CheckpointError(f"{checkpoint_path}: nothing to resume")
+        try:
+            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a damaged file
+            raise CheckpointError(f"{checkpoint_path}: unreadable ({error})") from None
+        _check_resumable(saved, identity, checkpoint_path)
+        module.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["data_rng"][rank])
+        torch.set_rng_state(saved["torch_rng"])
+        step, elapsed = saved["step"], saved["elapsed"]
+    elif prepare is not None:
+        prepare()
+    model = DistributedDataParallel(module) if world > 1 else module
+
+    def save_checkpoint() -> None:
+        states = _gather(generator.get_state(), world)
+        if rank == 0:
+            state = {
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "data_rng": states,
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "elapsed": elapsed,
+                **{key: dataclasses.asdict(config) if dataclasses.is_dataclass(config)
+                   else config for key, config in identity.items()},
+            }
+            atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
+        if world > 1:
+            dist.barrier()
+
+    module.train()
+    with _StopFlag() as stop:
+        while step < train_config.steps:
+            started = time.perf_counter()
+            lr = learning_rate(train_config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, n_samples = batch_loss(model, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if train_config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, train_config.grad_clip)
+            optimizer.step()
+            step += 1
+            duration = time.perf_counter() - started
+            elapsed += duration
+            scores = None
+            if validate is not None and train_config.eval_every and (
+                    step % train_config.eval_every == 0 or step == train_config.steps):
+                scores = validate()
+            if on_progress is not None and rank == 0:
+                on_progress(Progress(step, train_config.steps, loss.item(),
+                                     n_samples * world / duration, lr, scores))
+            stop_now = _gather(stop.requested, world)
+            if any(stop_now):
+                save_checkpoint()
+                raise TrainingInterrupted(
+                    f"stopped at step {step}; checkpoint saved to {checkpoint_path}, "
+                    "continue with --resume")
+            if step % train_config.checkpoint_every == 0 or step == train_config.steps:
+                save_checkpoint()
+    module.eval()
+    return step, elapsed
+
+
+def training_card(info: dict[str, Any] | None, train_config: TrainConfig, step: int,
+                  world: int, elapsed: float, device: torch.device) -> dict[str, Any]:
+    """`info` with the "training" lines of a finished run added."""
+    card = dict(info or {})
+    training = dict(card.get("training", {}))
+    training.update({
+        "steps": step,
+        "batch size": f"{train_config.batch_size} x {world} rank(s)",
+        "frame length": train_config.frame_length,
+        "learning rate": f"{train_config.lr} (x{train_config.lr_decay}, "
+                         f"{train_config.lr_decay_times} times)",
+        "noise levels": f"[{train_config.sigma_min}, {train_config.sigma_max}]",
+        "training time (s)": round(elapsed, 1),
+        "device": str(device),
+    })
+    card["training"] = training
+    return card
 
 
 def train(
@@ -184,116 +319,46 @@ def train(
             sigma_min=min(train_config.sigma_min, model_config.sigma_min or math.inf),
             sigma_max=max(train_config.sigma_max, model_config.sigma_max))
     rank, world = _distributed()
-    device = torch.device(device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device = _rank_device(device, world)
     if tuple(data.sources) != model_config.sources:
         raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
     if train_config.frame_length % model_config.flow.frame_multiple:
         raise UsageError(f"--frame-length must be a multiple of {model_config.flow.frame_multiple}")
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    if not resume and checkpoint_path.exists():
-        raise UsageError(f"{checkpoint_path} exists: pass --resume to continue it, "
-                         "or choose another --out")
+    checkpoint_path = _checkpoint_path(out_dir, resume)
 
     torch.manual_seed(train_config.seed)
     priors = SourcePriors(model_config).to(device)
-    optimizer = torch.optim.Adam(priors.parameters(), lr=train_config.lr)
     generator = torch.Generator().manual_seed(train_config.seed * 1000 + rank)
-    step, elapsed = 0, 0.0
-    if resume:
-        if not checkpoint_path.is_file():
-            raise CheckpointError(f"{checkpoint_path}: nothing to resume")
-        try:
-            saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for a damaged file
-            raise CheckpointError(f"{checkpoint_path}: unreadable ({error})") from None
-        _check_resumable(saved, model_config, train_config, checkpoint_path)
-        priors.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["data_rng"][rank])
-        torch.set_rng_state(saved["torch_rng"])
-        step, elapsed = saved["step"], saved["elapsed"]
-    else:
+    n_sources = len(model_config.sources)
+    length = train_config.frame_length
+
+    def prepare() -> None:
         if init_state is not None:
             priors.load_state_dict(init_state)
         priors.train()
         with torch.no_grad():  # ActNorm's data-dependent initialisation, before DDP syncs
-            first = data.sample(generator, train_config.batch_size, train_config.frame_length)
+            first = data.sample(generator, train_config.batch_size, length)
             priors(first.to(device), 0.0)
-    model = DistributedDataParallel(priors) if world > 1 else priors
-    n_sources = len(model_config.sources)
-    length = train_config.frame_length
 
-    def save_checkpoint() -> None:
-        states = _gather(generator.get_state(), world)
-        if rank == 0:
-            state = {
-                "model": priors.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "data_rng": states,
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "elapsed": elapsed,
-                "model_config": dataclasses.asdict(model_config),
-                "train_config": dataclasses.asdict(train_config),
-            }
-            atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
-        if world > 1:
-            dist.barrier()
+    def batch_loss(model: torch.nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        clean = data.sample(generator, train_config.batch_size, length)
+        sigma = draw_sigma(train_config, generator, train_config.batch_size, n_sources)
+        noise = torch.randn(clean.shape, generator=generator)
+        noisy = (clean + sigma[..., None] * noise).to(device)
+        log_prob = model(noisy, sigma.to(device))  # (B, N) nats
+        return -log_prob.mean() / length, clean.numel()
 
-    priors.train()
-    with _StopFlag() as stop:
-        while step < train_config.steps:
-            started = time.perf_counter()
-            lr = learning_rate(train_config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            clean = data.sample(generator, train_config.batch_size, length)
-            sigma = draw_sigma(train_config, generator, train_config.batch_size, n_sources)
-            noise = torch.randn(clean.shape, generator=generator)
-            noisy = (clean + sigma[..., None] * noise).to(device)
-            log_prob = model(noisy, sigma.to(device))  # (B, N) nats
-            loss = -log_prob.mean() / length
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(priors.parameters(), train_config.grad_clip)
-            optimizer.step()
-            step += 1
-            duration = time.perf_counter() - started
-            elapsed += duration
-            scores = None
-            if validation is not None and train_config.eval_every and (
-                    step % train_config.eval_every == 0 or step == train_config.steps):
-                scores = validation_log_likelihood(priors, validation)
-            if on_progress is not None and rank == 0:
-                on_progress(Progress(step, train_config.steps, loss.item(), clean.numel() *
-                                     world / duration, lr, scores))
-            stop_now = _gather(stop.requested, world)
-            if any(stop_now):
-                save_checkpoint()
-                raise TrainingInterrupted(
-                    f"stopped at step {step}; checkpoint saved to {checkpoint_path}, "
-                    "continue with --resume")
-            if step % train_config.checkpoint_every == 0 or step == train_config.steps:
-                save_checkpoint()
+    def validate() -> list[float]:
+        return validation_log_likelihood(priors, validation)
 
-    priors.eval()
+    step, elapsed = optimise(
+        priors, train_config, checkpoint_path, batch_loss,
+        identity={"model_config": model_config, "train_config": train_config},
+        resume=resume, generator=generator, rank=rank, world=world, prepare=prepare,
+        validate=validate if validation is not None else None, on_progress=on_progress)
+
     if rank == 0:
-        card = dict(info or {})
-        training = dict(card.get("training", {}))
-        training.update({
-            "steps": step,
-            "batch size": f"{train_config.batch_size} x {world} rank(s)",
-            "frame length": length,
-            "learning rate": f"{train_config.lr} (x{train_config.lr_decay}, "
-                             f"{train_config.lr_decay_times} times)",
-            "noise levels": f"[{train_config.sigma_min}, {train_config.sigma_max}]",
-            "training time (s)": round(elapsed, 1),
-            "device": str(device),
-        })
-        card["training"] = training
+        card = training_card(info, train_config, step, world, elapsed, device)
         if validation is not None:
             scores = validation_log_likelihood(priors, validation)
             card.setdefault("evaluation", {})["validation log-likelihood (nats/sample)"] = {
@@ -302,6 +367,23 @@ def train(
     if world > 1:
         dist.barrier()
     return priors
+
+
+def _rank_device(device: str | torch.device, world: int) -> torch.device:
+    """`device`, or under torchrun on CUDA, this rank's GPU."""
+    device = torch.device(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def _checkpoint_path(out_dir: Path, resume: bool) -> Path:
+    """`out_dir/checkpoint.pt`; refuses to start afresh over an existing one."""
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    if not resume and checkpoint_path.exists():
+        raise UsageError(f"{checkpoint_path} exists: pass --resume to continue it, "
+                         "or choose another --out")
+    return checkpoint_path
 
 
 def finetune_levels(

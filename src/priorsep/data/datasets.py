@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from priorsep.data.folders import FolderSources
+from priorsep.data.folders import FolderMixes, FolderSources
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import UsageError
 
@@ -40,3 +40,25 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
         info = {"training": {"dataset": f"folder {root} (validation: fixed crops of it)"}}
         return data, validation, info
     raise UsageError(f"unknown dataset {name!r}; use toy or folder")
+
+
+def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sample_rate: int,
+                      mixing: Any, frame_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """Build (mix data, validation mixes (n, frame_length), card info) for posterior training.
+
+    "toy" and "folder" mix independently drawn solos with the model's `mixing` (the sources are
+    dropped at once); "mixes" crops mix recordings (ROOT/**/*.wav|flac).
+    """
+    from priorsep.amortised import MixesOfSolos
+
+    if name == "mixes":
+        if root is None:
+            raise UsageError("--dataset mixes needs --root ROOT (a folder of mix recordings)")
+        data = FolderMixes(root, sample_rate)
+        validation = data.sample_mixes(torch.Generator().manual_seed(VALIDATION_SEED),
+                                       VALIDATION_EXAMPLES, frame_length)
+        return data, validation, {"training": {"dataset": f"mixes in {root}"}}
+    solos, validation_sources, info = training_data(
+        name, root, ",".join(sources) if name == "folder" else None, sample_rate, frame_length)
+    info["training"]["dataset"] += " (mixed on the fly; the sources are never seen)"
+    return MixesOfSolos(solos, mixing), mixing(validation_sources), info
