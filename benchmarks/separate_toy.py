@@ -7,10 +7,13 @@ Two diagnostics keep the two failure modes apart: `oracle` chains start at the t
 setting's own initialisation (does the search find them?).
 
     python benchmarks/separate_toy.py --model toy --n-mixes 100 --split test \
-        --settings default --settings "steps=100" --settings "mode=fixed"
+        --settings default --settings "steps=100" --settings "mode=fixed" \
+        --settings "method=posterior" --settings "method=posterior+langevin,steps=25"
 
 A setting is `default` or comma-separated LangevinConfig overrides (`steps=N` spreads N steps
-over the levels). Tune on `--split validation`; report on `--split test`.
+over the levels), plus `method=langevin|posterior|posterior+langevin` and `samples=K` (the
+posterior methods need a model with an amortised posterior; the oracle start applies to
+Langevin only). Tune on `--split validation`; report on `--split test`.
 """
 
 from __future__ import annotations
@@ -31,13 +34,21 @@ from priorsep.separation.langevin import langevin_separate, prior_gradient
 from priorsep.storage import update_info
 
 
-def parse_setting(text: str, base: LangevinConfig) -> LangevinConfig:
+def parse_setting(text: str, base: LangevinConfig) -> tuple[str, int, LangevinConfig]:
+    """(method, posterior samples, sampler settings) of a setting."""
+    method, samples = "langevin", 0
     if text == "default":
-        return base
+        return method, samples, base
     values: dict = {}
     for item in text.split(","):
         key, value = item.split("=")
         key = key.strip()
+        if key == "method":
+            method = value
+            continue
+        if key == "samples":
+            samples = int(value)
+            continue
         if key == "steps":
             total = int(value)
             levels = min(values.get("n_levels", base.n_levels), total)
@@ -52,7 +63,7 @@ def parse_setting(text: str, base: LangevinConfig) -> LangevinConfig:
             values[key] = value
         else:
             values[key] = None if value == "none" else float(value)
-    return dataclasses.replace(base, **values)
+    return method, samples, dataclasses.replace(base, **values)
 
 
 def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor,
@@ -124,9 +135,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    separator = Separator.from_pretrained(args.model)
+    settings = args.settings or ["default"]
+    needs_encoder = any("method=posterior" in text for text in settings)
+    separator = Separator.from_pretrained(args.model,
+                                          method="posterior" if needs_encoder else "langevin")
     separator.batch_size = args.batch_size
-    multiple = separator.priors.config.flow.frame_multiple
+    multiple = separator.multiple
     length = args.length // multiple * multiple
     separator.segment_length = max(separator.segment_length, length)
     data = ToyDataset(args.split, args.n_mixes, separator.sample_rate)
@@ -150,32 +164,36 @@ def main() -> None:
             print(f"| {row['sigma']} | " + " | ".join(f"{v:+.1f}" for v in row["gain_db"])
                   + " |")
         print()
-    header = ("| setting | start | steps | " + " | ".join(f"{s} SI-SDRi" for s in sources)
+    header = ("| setting | start | Langevin steps | " + " | ".join(f"{s} SI-SDRi" for s in sources)
               + " | mean SI-SDRi | mean SI-SDR | RTF |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
     base = separator.langevin  # the model's stored defaults; every setting starts from them
-    for text in args.settings or ["default"]:
-        config = parse_setting(text, base)
+    for text in settings:
+        method, samples, config = parse_setting(text, base)
+        separator.method, separator.samples = method, samples
         for diagnostic in args.diagnostics.split(","):
+            if diagnostic == "oracle" and method != "langevin":
+                continue
             outcome = evaluate(separator, mixes, truth, config, diagnostic == "oracle",
                                args.batch_size)
             rtf = outcome["seconds"] / audio_seconds
             row = summary(text, outcome["si_sdr"], anchor, sources, rtf)
-            row.update(start=diagnostic, steps=config.total_steps,
+            steps = 0 if method == "posterior" else config.total_steps
+            row.update(start=diagnostic, steps=steps, method=method,
                        config=dataclasses.asdict(config))
             results.append(row)
             cells = " | ".join(f"{row['per_source'][s]['improvement_mean']:+.2f}"
                                for s in sources)
-            print(f"| {text} | {diagnostic} | {config.total_steps} | {cells} | "
+            print(f"| {text} | {diagnostic} | {steps} | {cells} | "
                   f"{row['improvement_mean']:+.2f} | {row['si_sdr_mean']:+.2f} | {rtf:.2f} |",
                   flush=True)
     if args.write_best:
         eligible = [row for row in results if row["start"] == "cold" and
-                    row["rtf"] <= args.max_rtf]
+                    row["method"] == "langevin" and row["rtf"] <= args.max_rtf]
         if not eligible:
-            raise SystemExit(f"no cold-start setting ran within RTF {args.max_rtf}")
+            raise SystemExit(f"no cold-start Langevin setting ran within RTF {args.max_rtf}")
         best = max(eligible, key=lambda row: row["improvement_mean"])
         update_info(args.write_best, "separation", best["config"])
         print(f"stored {best['setting']!r} (mean SI-SDRi {best['improvement_mean']:+.2f} dB on "

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from priorsep.config import FlowConfig
-from priorsep.nn.flows import ActNorm, AffineCoupling, Flip, FloWaveNet, Squeeze
+from priorsep.nn.flows import (
+    ActNorm,
+    AffineCoupling,
+    Flip,
+    FloWaveNet,
+    InvertibleConv,
+    Squeeze,
+)
 from tests.conftest import TINY_FLOW, randomize_couplings
 
 
@@ -16,12 +25,13 @@ def layers(groups: int):
         "actnorm": ActNorm(groups * channels, groups),
         "coupling": AffineCoupling(channels, groups, TINY_FLOW),
         "flip": Flip(channels, groups),
+        "invconv": InvertibleConv(channels, groups),
         "squeeze": Squeeze(groups),
     }
 
 
 @pytest.mark.parametrize("groups", [1, 3])
-@pytest.mark.parametrize("name", ["actnorm", "coupling", "flip", "squeeze"])
+@pytest.mark.parametrize("name", ["actnorm", "coupling", "flip", "invconv", "squeeze"])
 def test_layer_round_trip_and_logdet_shape(name, groups):
     torch.manual_seed(0)
     layer = layers(groups)[name].double()
@@ -38,10 +48,12 @@ def test_layer_round_trip_and_logdet_shape(name, groups):
     assert torch.allclose(logdet + logdet_back, torch.zeros_like(logdet), atol=1e-10)
 
 
+@pytest.mark.parametrize("permutation", ["flip", "invconv"])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_flow_logdet_matches_autograd_jacobian(groups):
+def test_flow_logdet_matches_autograd_jacobian(groups, permutation):
     torch.manual_seed(0)
-    flow = FloWaveNet(TINY_FLOW, groups=groups).double()
+    config = dataclasses.replace(TINY_FLOW, permutation=permutation)
+    flow = FloWaveNet(config, groups=groups).double()
     flow.train()
     flow(torch.randn(4, groups, 16, dtype=torch.double))
     randomize_couplings(flow)

@@ -77,25 +77,30 @@ class MixesOfSolos:
 
 
 def elbo(priors: SourcePriors, encoder: PosteriorEncoder, mix: torch.Tensor, mixing: Mixing,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, sigma: float | None = None,
+         gamma: float | None = None) -> torch.Tensor:
     """One-sample estimate of the evidence lower bound of every mix, in nats.
 
     Args:
         mix: (batch, time), time a multiple of the encoder's frame and the flow's multiple.
+        sigma, gamma: the priors' noise level and the likelihood width (default: the encoder
+            config's).
 
     Returns:
         (batch,) ELBO: log prior of the sampled sources + entropy of q + log likelihood of the mix.
     """
     config = encoder.config
+    sigma = config.sigma if sigma is None else sigma
+    gamma = config.gamma if gamma is None else gamma
     n_sources = len(priors.sources)
     posterior = encoder(mix, mixing.spread(mix, n_sources))
     sources = posterior.rsample(generator)  # (B, N, T)
-    log_prior = priors.log_prob(sources, config.sigma).sum(dim=1)
+    log_prior = priors.log_prob(sources, sigma).sum(dim=1)
     entropy = posterior.entropy().sum(dim=(1, 2))
     residual = mix - mixing(sources)
     time = mix.shape[-1]
-    log_likelihood = (-0.5 * residual.pow(2).sum(dim=-1) / config.gamma**2
-                      - time * (math.log(config.gamma) + 0.5 * _LOG_2PI))
+    log_likelihood = (-0.5 * residual.pow(2).sum(dim=-1) / gamma**2
+                      - time * (math.log(gamma) + 0.5 * _LOG_2PI))
     return log_prior + entropy + log_likelihood
 
 

@@ -141,6 +141,9 @@ def train(
                      ] = FlowConfig.residual_channels,
     cond_channels: Annotated[int, typer.Option(help="Noise-level embedding width.")
                              ] = FlowConfig.cond_channels,
+    permutation: Annotated[str, typer.Option(
+        help="After each coupling: flip (FloWaveNet) or invconv (Glow's 1x1 convolution).")
+    ] = FlowConfig.permutation,
     grouped: Annotated[bool, typer.Option(
         "--grouped/--separate", help="One grouped module for all sources, or one per source.")
     ] = True,
@@ -168,7 +171,7 @@ def train(
         flow = FlowConfig(n_blocks=n_blocks, early_squeezes=early_squeezes, n_flows=n_flows,
                           n_layers=n_layers,
                           residual_channels=width, skip_channels=width,
-                          cond_channels=cond_channels)
+                          cond_channels=cond_channels, permutation=permutation)
         model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, flow=flow,
                                    grouped=grouped)
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,

@@ -45,6 +45,9 @@ class FlowConfig:
     """Width of the noise-level (log sigma) embedding added into every WaveNet gate."""
     max_log_scale: float = 4.0
     """Soft bound (tanh) on each coupling's |log s|: keeps the flow invertible in float32."""
+    permutation: str = "flip"
+    """What follows each coupling: "flip" swaps the channel halves (FloWaveNet), "invconv" is a
+    learnt invertible 1x1 convolution (Glow)."""
 
     def __post_init__(self) -> None:
         if min(self.n_blocks, self.n_flows, self.n_layers) < 1:
@@ -53,6 +56,8 @@ class FlowConfig:
             raise ValueError("early_squeezes must be at least 0")
         if self.kernel_size % 2 != 1:
             raise ValueError("kernel_size must be odd (the WaveNet is non-causal)")
+        if self.permutation not in ("flip", "invconv"):
+            raise ValueError(f"unknown permutation {self.permutation!r}; choose flip or invconv")
 
     @property
     def frame_multiple(self) -> int:

@@ -136,6 +136,56 @@ class Flip(nn.Module):
         return self._swap(y), _zeros_logdet(y, self.groups)
 
 
+class InvertibleConv(nn.Module):
+    """Learnt invertible 1x1 convolution per group, `y = W x` (Glow's alternative to a flip).
+
+    W = P L (U + diag(sign * exp(log_scale))) with P a fixed permutation, L unit lower- and U
+    strictly upper-triangular: logdet = time * sum(log_scale) costs nothing. Starts as a random
+    rotation, so the couplings no longer always split the same samples apart.
+
+    Reference: Kingma & Dhariwal 2018, "Glow", arXiv 1807.03039, section 3.2 (LU form).
+    """
+
+    def __init__(self, channels: int, groups: int, seed: int = 0) -> None:
+        super().__init__()
+        self.channels = channels
+        self.groups = groups
+        generator = torch.Generator().manual_seed(seed + channels)
+        weights = [torch.linalg.qr(torch.randn(channels, channels, generator=generator))[0]
+                   for _ in range(groups)]
+        permutation, lower, upper = torch.linalg.lu(torch.stack(weights))  # (G, C, C) each
+        diagonal = torch.diagonal(upper, dim1=-2, dim2=-1)
+        self.register_buffer("permutation", permutation)
+        self.register_buffer("sign", torch.sign(diagonal))
+        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.lower = nn.Parameter(lower)
+        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.log_scale = nn.Parameter(torch.log(diagonal.abs()))
+
+    def weight(self) -> torch.Tensor:
+        """(G, C, C)."""
+        eye = torch.eye(self.channels, dtype=self.lower.dtype, device=self.lower.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag_embed(
+            self.sign * torch.exp(self.log_scale))
+        return self.permutation @ lower @ upper
+
+    def _logdet(self, x: torch.Tensor) -> torch.Tensor:
+        per_group = self.log_scale.sum(dim=1) * x.shape[2]  # (G,)
+        return per_group.expand(x.shape[0], self.groups)
+
+    def _multiply(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        batch, _, time = x.shape
+        x = x.view(batch, self.groups, self.channels, time)  # (B, G, C, T)
+        return torch.matmul(weight, x).reshape(batch, -1, time)  # (G, C, C) @ (B, G, C, T)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
+        return self._multiply(self.weight(), x), self._logdet(x)
+
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None):
+        return self._multiply(torch.linalg.inv(self.weight()), y), -self._logdet(y)
+
+
 class Squeeze(nn.Module):
     """(batch, G*C, T) -> (batch, G*2C, T/2): each pair of samples becomes two channels."""
 
@@ -182,15 +232,12 @@ class Composite(nn.Module):
         return y, total
 
 
-def flow_step(channels: int, groups: int, config: FlowConfig) -> Composite:
-    """One FloWaveNet flow: ActNorm -> affine coupling -> flip."""
-    return Composite(
-        [
-            ActNorm(groups * channels, groups),
-            AffineCoupling(channels, groups, config),
-            Flip(channels, groups),
-        ]
-    )
+def flow_step(channels: int, groups: int, config: FlowConfig, index: int = 0) -> Composite:
+    """One flow: ActNorm -> affine coupling -> flip (FloWaveNet) or 1x1 convolution (Glow)."""
+    mixer = (Flip(channels, groups) if config.permutation == "flip"
+             else InvertibleConv(channels, groups, seed=index))
+    return Composite([ActNorm(groups * channels, groups), AffineCoupling(channels, groups, config),
+                      mixer])
 
 
 class SigmaEmbedding(nn.Module):
@@ -231,10 +278,11 @@ class FloWaveNet(nn.Module):
         self.groups = groups
         layers: list[nn.Module] = [Squeeze(groups) for _ in range(config.early_squeezes)]
         channels = 2**config.early_squeezes
-        for _ in range(config.n_blocks):
+        for block in range(config.n_blocks):
             layers.append(Squeeze(groups))
             channels *= 2
-            layers.extend(flow_step(channels, groups, config) for _ in range(config.n_flows))
+            layers.extend(flow_step(channels, groups, config, block * config.n_flows + index)
+                          for index in range(config.n_flows))
         self.flow = Composite(layers)
         self.embed = SigmaEmbedding(config.cond_channels, groups) if config.cond_channels else None
 
