@@ -1,0 +1,14 @@
+"""The `priorsep` command line: parses options, calls the core, reports on stderr.
+
+Only this package prints or chooses exit codes. The core raises `PriorsepError` subclasses;
+each becomes one line on stderr and the exit code of its class (see docs/cli.md). `app` holds
+the shared options and error handling; each other module registers its commands on it, in the
+order `priorsep --help` lists them.
+"""
+
+# isort: off
+from priorsep.cli.app import app, main
+from priorsep.cli import separating, training, models, evaluating  # noqa: F401 (registers)
+# isort: on
+
+__all__ = ["app", "main"]

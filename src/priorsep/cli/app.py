@@ -1,0 +1,120 @@
+"""The Typer application, the options its commands share, and how errors become exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from priorsep.errors import PriorsepError, TrainingInterrupted
+
+app = typer.Typer(
+    name="priorsep",
+    help="Unsupervised source separation with per-source FloWaveNet priors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")]
+DatasetOption = Annotated[str, typer.Option(help="toy, or folder (ROOT/<source>/*.wav|flac).")]
+RootOption = Annotated[Path | None, typer.Option(help="Dataset root for --dataset folder.")]
+StepsOption = Annotated[int, typer.Option(help="Optimisation steps (per noise level).")]
+BatchOption = Annotated[int, typer.Option(help="Examples per step (per rank).")]
+FrameOption = Annotated[int, typer.Option(help="Samples per training example.")]
+LrOption = Annotated[float, typer.Option(help="Adam learning rate.")]
+DecayOption = Annotated[float, typer.Option(help="Learning-rate decay factor.")]
+DecayTimesOption = Annotated[int, typer.Option(help="How many decays over the run.")]
+CheckpointOption = Annotated[int, typer.Option(help="Steps between checkpoints.")]
+EvalOption = Annotated[int, typer.Option(help="Steps between validation scores (0: end only).")]
+ResumeOption = Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed.")]
+
+
+def reports_errors(command):
+    """Turn core errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PriorsepError as error:
+            label = "stopped" if isinstance(error, TrainingInterrupted) else "[red]error[/red]"
+            console.print(f"{label}: {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as error:  # a bug, not bad input: keep it to one line unless asked
+            if os.environ.get("PRIORSEP_DEBUG"):
+                traceback.print_exc()
+            console.print(f"[red]internal error:[/red] {type(error).__name__}: {error} "
+                          "(set PRIORSEP_DEBUG=1 for a traceback)", highlight=False,
+                          soft_wrap=True)
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def notice(message: str) -> None:
+    console.print(f"note: {message}", highlight=False, soft_wrap=True)
+
+
+class TrainReporter:
+    """Rich progress bar on a terminal; a plain line every `every` steps otherwise."""
+
+    def __init__(self, total: int, quiet: bool, every: int, sources: tuple[str, ...],
+                 loss_name: str = "loss") -> None:
+        self.quiet = quiet
+        self.loss_name = loss_name
+        self.every = max(every, 1)
+        self.sources = sources
+        self.progress: Progress | None = None
+        if not quiet and console.is_terminal:
+            self.progress = Progress(
+                TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                TextColumn(loss_name + " {task.fields[loss]:.3f} nats/sample"),
+                TextColumn("{task.fields[speed]:,.0f} samples/s"),
+                TimeRemainingColumn(), console=console)
+            self.task = self.progress.add_task("train", total=total, loss=float("nan"), speed=0.0)
+
+    def __enter__(self) -> TrainReporter:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, report) -> None:
+        if self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.update(self.task, completed=report.step, loss=report.loss,
+                                 speed=report.samples_per_second)
+        elif report.step % self.every == 0 or report.step == report.total:
+            console.print(f"step {report.step}/{report.total}  {self.loss_name} {report.loss:.4f} "
+                          f"nats/sample  {report.samples_per_second:,.0f} samples/s  "
+                          f"lr {report.lr:.2e}", highlight=False)
+        if report.validation is not None:
+            scores = "  ".join(f"{name} {score:+.3f}"
+                               for name, score in zip(self.sources, report.validation))
+            console.print(f"validation log-likelihood (nats/sample): {scores}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="priorsep")

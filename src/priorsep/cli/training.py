@@ -1,0 +1,249 @@
+"""`priorsep train`, `finetune-noise` and `train-posterior`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from priorsep.cli.app import (
+    BatchOption,
+    CheckpointOption,
+    DatasetOption,
+    DecayOption,
+    DecayTimesOption,
+    DeviceOption,
+    EvalOption,
+    FrameOption,
+    LrOption,
+    OutOption,
+    QuietOption,
+    ResumeOption,
+    RootOption,
+    SeedOption,
+    StepsOption,
+    TrainReporter,
+    app,
+    console,
+    notice,
+    reports_errors,
+)
+from priorsep.config import FlowConfig
+from priorsep.errors import UsageError
+
+
+@app.command()
+@reports_errors
+def train(
+    out: OutOption,
+    dataset: DatasetOption = "toy",
+    root: RootOption = None,
+    sources: Annotated[str | None, typer.Option(
+        help="Comma-separated source names (folder dataset; default: every subfolder).")] = None,
+    sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
+    n_blocks: Annotated[int, typer.Option(help="Flow blocks (one squeeze each).")
+                        ] = FlowConfig.n_blocks,
+    early_squeezes: Annotated[int, typer.Option(help="Squeezes before the first block.")
+                              ] = FlowConfig.early_squeezes,
+    n_flows: Annotated[int, typer.Option(help="Flows per block.")] = FlowConfig.n_flows,
+    n_layers: Annotated[int, typer.Option(help="WaveNet layers per coupling.")
+                        ] = FlowConfig.n_layers,
+    width: Annotated[int, typer.Option(help="WaveNet residual and skip channels.")
+                     ] = FlowConfig.residual_channels,
+    cond_channels: Annotated[int, typer.Option(help="Noise-level embedding width.")
+                             ] = FlowConfig.cond_channels,
+    permutation: Annotated[str, typer.Option(
+        help="After each coupling: flip (FloWaveNet) or invconv (Glow's 1x1 convolution).")
+    ] = FlowConfig.permutation,
+    grouped: Annotated[bool, typer.Option(
+        "--grouped/--separate", help="One grouped module for all sources, or one per source.")
+    ] = True,
+    steps: StepsOption = 2000,
+    batch_size: BatchOption = 8,
+    frame_length: FrameOption = 4096,
+    lr: LrOption = 1e-3,
+    lr_decay: DecayOption = 0.6,
+    lr_decay_times: DecayTimesOption = 5,
+    checkpoint_every: CheckpointOption = 100,
+    eval_every: EvalOption = 0,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Train one prior per source on solo recordings (never on mixes)."""
+    from priorsep.config import ModelConfig, TrainConfig
+    from priorsep.data.datasets import training_data
+    from priorsep.train import resolve_device
+    from priorsep.train import train as run_training
+
+    data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
+    try:
+        flow = FlowConfig(n_blocks=n_blocks, early_squeezes=early_squeezes, n_flows=n_flows,
+                          n_layers=n_layers,
+                          residual_channels=width, skip_channels=width,
+                          cond_channels=cond_channels, permutation=permutation)
+        model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, flow=flow,
+                                   grouped=grouped)
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
+                                   checkpoint_every=checkpoint_every, eval_every=eval_every,
+                                   seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    with TrainReporter(steps, quiet, checkpoint_every, data.sources) as reporter:
+        priors = run_training(model_config, train_config, data, out, resume=resume,
+                              device=resolve_device(device), validation=validation, info=info,
+                              on_progress=reporter)
+    if not quiet:
+        console.print(f"wrote {out} ({len(priors.sources)} priors: {', '.join(priors.sources)})")
+
+
+@app.command("finetune-noise")
+@reports_errors
+def finetune_noise(
+    model: Annotated[str, typer.Argument(help="Model id of clean (or earlier) priors.")],
+    out: OutOption,
+    dataset: DatasetOption = "toy",
+    root: RootOption = None,
+    sigma_min: Annotated[float, typer.Option(help="Lowest noise level (continuous mode).")
+                         ] = 0.01,
+    sigma_max: Annotated[float, typer.Option(help="Highest noise level (continuous mode).")
+                         ] = 1.0,
+    clean_fraction: Annotated[float, typer.Option(
+        help="Share of clean examples (continuous mode).")] = 0.1,
+    sigmas: Annotated[str | None, typer.Option(
+        help="Comma-separated levels: one model per level, fine-tuned serially (BASIS). "
+             "Without it, one sigma-conditional model covers [--sigma-min, --sigma-max].")
+    ] = None,
+    steps: StepsOption = 1000,
+    batch_size: BatchOption = 8,
+    frame_length: FrameOption = 4096,
+    lr: LrOption = 5e-4,
+    lr_decay: DecayOption = 0.6,
+    lr_decay_times: DecayTimesOption = 5,
+    checkpoint_every: CheckpointOption = 100,
+    eval_every: EvalOption = 0,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Fine-tune priors on noisy sources x + sigma * eps, so their gradients guide Langevin."""
+    import dataclasses
+
+    from priorsep.api import load_pretrained
+    from priorsep.config import TrainConfig
+    from priorsep.data.datasets import training_data
+    from priorsep.nn.prior import SourcePriors
+    from priorsep.train import finetune_levels, resolve_device
+    from priorsep.train import train as run_training
+
+    priors, base_info = load_pretrained(model, notify=notice)
+    if not isinstance(priors, SourcePriors):
+        raise UsageError("finetune-noise needs one model, not a combination of several")
+    config = priors.config
+    data, validation, info = training_data(
+        dataset, root, ",".join(config.sources) if dataset == "folder" else None,
+        config.sample_rate, frame_length)
+    try:
+        levels = [float(v) for v in sigmas.split(",")] if sigmas else None
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
+                                   sigma_min=sigma_min, sigma_max=sigma_max,
+                                   clean_fraction=clean_fraction,
+                                   checkpoint_every=checkpoint_every, eval_every=eval_every,
+                                   seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    info["training"]["fine-tuned from"] = str(model)
+    if "training" in base_info:
+        info["base training"] = base_info["training"]
+    options = dict(resume=resume, device=resolve_device(device), validation=validation,
+                   info=info)
+    if levels:
+        if any(level <= 0 for level in levels):
+            raise typer.BadParameter("--sigmas must be positive")
+        with TrainReporter(steps * len(levels), quiet, checkpoint_every, config.sources) as rep:
+            offset = {"steps": 0}
+
+            def report(progress):
+                rep(dataclasses.replace(progress, step=offset["steps"] + progress.step,
+                                        total=steps * len(levels)))
+                if progress.step == progress.total:
+                    offset["steps"] += progress.total
+
+            folders = finetune_levels(priors, levels, train_config, data, out,
+                                      on_progress=report, **options)
+        if not quiet:
+            console.print(f"wrote {len(folders)} levels to {out}: "
+                          + ", ".join(folder.name for folder in folders))
+        return
+    with TrainReporter(steps, quiet, checkpoint_every, config.sources) as reporter:
+        run_training(config, train_config, data, out, init_state=priors.state_dict(),
+                     on_progress=reporter, **options)
+    if not quiet:
+        console.print(f"wrote {out} (sigma-conditional, sigma in [{sigma_min}, {sigma_max}])")
+
+
+@app.command("train-posterior")
+@reports_errors
+def train_posterior_command(
+    model: Annotated[str, typer.Argument(help="Model id of the (noise-conditioned) priors.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Model folder to write: the priors plus the encoder.")],
+    dataset: Annotated[str, typer.Option(
+        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav) or mixes "
+             "(mix recordings, ROOT/**/*.wav).")] = "toy",
+    root: RootOption = None,
+    sigma: Annotated[float, typer.Option(help="Noise level the frozen priors condition on.")
+                     ] = 0.05,
+    gamma: Annotated[float, typer.Option(help="Width of the likelihood of the mix.")] = 0.05,
+    layers: Annotated[int, typer.Option(help="WaveNet layers of the encoder.")] = 8,
+    width: Annotated[int, typer.Option(help="WaveNet width of the encoder.")] = 48,
+    squeezes: Annotated[int, typer.Option(
+        help="The encoder reads frames of 2**squeezes samples.")] = 3,
+    steps: StepsOption = 2000,
+    batch_size: BatchOption = 8,
+    frame_length: FrameOption = 4096,
+    lr: LrOption = 1e-3,
+    lr_decay: DecayOption = 0.6,
+    lr_decay_times: DecayTimesOption = 5,
+    checkpoint_every: CheckpointOption = 100,
+    resume: ResumeOption = False,
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Train an amortised posterior q(s | m) against frozen priors, on mixes only (ELBO)."""
+    from priorsep.amortised import train_posterior
+    from priorsep.api import load_pretrained
+    from priorsep.config import PosteriorConfig, TrainConfig
+    from priorsep.data.datasets import mix_training_data
+    from priorsep.separation.mixing import Mixing
+    from priorsep.train import resolve_device
+
+    priors, priors_info = load_pretrained(model, notify=notice)
+    config = priors.config
+    data, validation, info = mix_training_data(dataset, root, config.sources,
+                                               config.sample_rate, Mixing.from_config(config),
+                                               frame_length)
+    try:
+        posterior_config = PosteriorConfig(squeezes=squeezes, n_layers=layers,
+                                           residual_channels=width, skip_channels=width,
+                                           sigma=sigma, gamma=gamma)
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
+                                   checkpoint_every=checkpoint_every, seed=seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    info["training"]["priors"] = str(model)
+    with TrainReporter(steps, quiet, checkpoint_every, config.sources,
+                       loss_name="-ELBO") as reporter:
+        train_posterior(priors, posterior_config, train_config, data, out,
+                        priors_info=priors_info, resume=resume, device=resolve_device(device),
+                        validation=validation, info=info["training"], on_progress=reporter)
+    if not quiet:
+        console.print(f"wrote {out} (priors + amortised posterior; separate with "
+                      f"--model {out} --method posterior)", highlight=False)
