@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 
@@ -112,3 +113,35 @@ def test_sigma_draws_are_log_uniform_with_clean_share():
     noisy = sigma[sigma > 0]
     assert noisy.min() >= 0.01 and noisy.max() <= 1.0
     assert abs(torch.log10(noisy).mean().item() + 1.0) < 0.03  # midpoint of [-2, 0]
+
+
+def test_score_matching_loss_is_smallest_at_the_true_score():
+    """For x ~ N(0, v) the noised density is N(0, v + sigma**2); its exact score gives the
+    loss v / (v + sigma**2), any other variance more, and clean examples do not count."""
+    from priorsep.train import score_matching_loss
+
+    generator = torch.Generator().manual_seed(0)
+    variance = 0.25
+    sigma = torch.tensor([[0.3, 0.0]]).expand(64, 2)
+    clean = variance**0.5 * torch.randn(64, 2, 2048, generator=generator)
+    noise = torch.randn(64, 2, 2048, generator=generator)
+    noisy = (clean + sigma[..., None] * noise).requires_grad_(True)
+
+    def loss_for(assumed: float) -> float:
+        total = assumed + sigma[..., None] ** 2
+        log_prob = (-0.5 * noisy.pow(2) / total - 0.5 * torch.log(total)).sum(dim=-1)
+        return score_matching_loss(log_prob, noisy, noise, sigma).item()
+
+    exact = loss_for(variance)
+    assert exact == pytest.approx(variance / (variance + 0.09), rel=0.01)
+    assert loss_for(0.5 * variance) > exact + 0.01 and loss_for(2 * variance) > exact + 0.01
+
+
+def test_training_with_score_matching(tmp_path, tiny_model_config):
+    config = TrainConfig(steps=2, batch_size=2, frame_length=256, sigma_min=0.05, sigma_max=0.5,
+                         score_weight=1.0)
+    losses = []
+    train(tiny_model_config, config, ToySources(), tmp_path / "m",
+          on_progress=lambda p: losses.append(p.loss))
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    assert (tmp_path / "m" / "model.safetensors").is_file()

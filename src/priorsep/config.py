@@ -110,6 +110,10 @@ class TrainConfig:
     """Noise levels drawn per example, log-uniform in [sigma_min, sigma_max]; 0, 0 = clean."""
     clean_fraction: float = 0.1
     """Share of examples kept clean (sigma = 0) when training with noise."""
+    score_weight: float = 0.0
+    """Weight of a denoising score-matching term added to the negative log-likelihood of the
+    noised examples: mean (sigma * grad log p_sigma(x + sigma eps) + eps)**2 per sample, which
+    trains the gradient that Langevin and the posterior follow (costs about 3x per step)."""
     checkpoint_every: int = 100
     eval_every: int = 0
     seed: int = 0
@@ -121,6 +125,8 @@ class TrainConfig:
             raise ValueError("need 0 <= sigma_min <= sigma_max")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
+        if self.score_weight < 0:
+            raise ValueError("score_weight must be non-negative")
 
 
 @dataclass(frozen=True)

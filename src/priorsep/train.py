@@ -84,6 +84,28 @@ def draw_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
     return torch.where(uniform[1] < config.clean_fraction, torch.zeros_like(sigma), sigma)
 
 
+def score_matching_loss(log_prob: torch.Tensor, noisy: torch.Tensor, noise: torch.Tensor,
+                        sigma: torch.Tensor) -> torch.Tensor:
+    """Denoising score matching of the noised examples, weighted by sigma**2.
+
+    For y = x + sigma * eps the best score is E[(x - y) / sigma**2 | y], so the loss
+    mean (sigma * grad log p_sigma(y) + eps)**2 over the noised examples' samples is minimal
+    where the prior's gradient is that of the true noised density. Clean examples (sigma = 0)
+    do not count. The graph of the gradient is kept, so the loss trains it.
+
+    Reference: Vincent 2011, "A Connection Between Score Matching and Denoising Autoencoders";
+    Song & Ermon 2019, arXiv 1907.05600 (the sigma**2 weighting).
+
+    Args:
+        log_prob: (batch, n_sources) of `noisy`, built with a graph.
+        noisy, noise: (batch, n_sources, time); sigma: (batch, n_sources).
+    """
+    (score,) = torch.autograd.grad(log_prob.sum(), noisy, create_graph=True)
+    error = (sigma[..., None] * score + noise).pow(2).mean(dim=-1)  # (B, N)
+    noised = (sigma > 0).to(error.dtype)
+    return (error * noised).sum() / noised.sum().clamp_min(1)
+
+
 @torch.inference_mode()
 def validation_log_likelihood(priors: SourcePriors, sources: torch.Tensor,
                               sigma: float = 0.0, batch_size: int = 8) -> list[float]:
@@ -324,6 +346,9 @@ def train(
         raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
     if train_config.frame_length % model_config.flow.frame_multiple:
         raise UsageError(f"--frame-length must be a multiple of {model_config.flow.frame_multiple}")
+    if train_config.score_weight > 0 and world > 1:
+        raise UsageError("score matching differentiates the gradient, which DDP does not "
+                         "support: train with one process")
     checkpoint_path = _checkpoint_path(out_dir, resume)
 
     torch.manual_seed(train_config.seed)
@@ -345,8 +370,15 @@ def train(
         sigma = draw_sigma(train_config, generator, train_config.batch_size, n_sources)
         noise = torch.randn(clean.shape, generator=generator)
         noisy = (clean + sigma[..., None] * noise).to(device)
-        log_prob = model(noisy, sigma.to(device))  # (B, N) nats
-        return -log_prob.mean() / length, clean.numel()
+        sigma, noise = sigma.to(device), noise.to(device)
+        score_matching = train_config.score_weight > 0
+        noisy.requires_grad_(score_matching)
+        log_prob = model(noisy, sigma)  # (B, N) nats
+        loss = -log_prob.mean() / length
+        if score_matching:
+            loss = loss + train_config.score_weight * score_matching_loss(
+                log_prob, noisy, noise, sigma)
+        return loss, clean.numel()
 
     def validate() -> list[float]:
         return validation_log_likelihood(priors, validation)
