@@ -3,10 +3,12 @@
     from priorsep.api import Separator
     separator = Separator.from_pretrained("toy")
     stems = separator.separate_audio(audio, rate)   # {source: (channels, time)}
+    fast = Separator.from_pretrained("toy", method="posterior")  # one encoder pass
 
 `Separator` owns the defaults that make separation work (the Langevin schedule stored with the
-model, segment length, overlap); long audio goes through `priorsep.separation.apply`, so the
-sampler only ever sees fixed segments.
+model, the amortised posterior when one is stored, segment length, overlap); long audio goes
+through `priorsep.separation.apply`, so the sampler and the encoder only ever see fixed
+segments.
 """
 
 from __future__ import annotations
