@@ -162,7 +162,7 @@ class Separator:
         """(n, length) mixes -> (n, n_sources, length) estimates of the sources."""
         segments = segments.to(self.device)
         initial = None
-        if self.encoder is not None:
+        if self.method != "langevin":
             generator = torch.Generator().manual_seed(self.langevin.seed)
             initial = posterior_estimate(self.encoder, segments, self.mixing,
                                          self.samples, generator)
