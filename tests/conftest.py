@@ -34,3 +34,17 @@ def randomize_couplings(module: torch.nn.Module, std: float = 0.1) -> None:
         if ".net.out." in name:
             with torch.no_grad():
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+
+
+def save_toy_priors(folder, flow: FlowConfig, separation: dict):
+    """Save σ-conditional toy priors of architecture `flow` (ActNorm initialised on random
+    audio, couplings still identities) with the separation defaults `separation`."""
+    from priorsep.nn.prior import SourcePriors
+    from priorsep.storage import save_model
+
+    torch.manual_seed(0)
+    priors = SourcePriors(ModelConfig(flow=flow, sigma_min=0.01, sigma_max=1.0))
+    priors.train()
+    priors(torch.randn(2, 4, 256) * 0.5)
+    save_model(priors.eval(), folder, {"separation": separation})
+    return folder

@@ -17,12 +17,12 @@ from priorsep.amortised import (
 )
 from priorsep.api import Separator
 from priorsep.cli import app
-from priorsep.config import FlowConfig, ModelConfig, PosteriorConfig, TrainConfig
+from priorsep.config import FlowConfig, PosteriorConfig, TrainConfig
 from priorsep.data.toy import ToySources
 from priorsep.errors import CheckpointError, UsageError
-from priorsep.nn.prior import SourcePriors
 from priorsep.separation.mixing import Mixing
-from priorsep.storage import CARD_NAME, POSTERIOR_NAME, load_model, read_config, save_model
+from priorsep.storage import CARD_NAME, POSTERIOR_NAME, load_model, read_config
+from tests.conftest import save_toy_priors
 from tests.hub_server import FakeHub
 from tests.test_hub import hub  # noqa: F401 (the fixture)
 
@@ -35,15 +35,9 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def priors_folder(tmp_path_factory):
-    torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(flow=FLOW, sigma_min=0.01, sigma_max=1.0))
-    priors.train()
-    priors(torch.randn(2, 4, 256) * 0.5)
-    folder = tmp_path_factory.mktemp("priors")
-    save_model(priors.eval(), folder, {"separation": {"n_levels": 1, "steps_per_level": 4,
-                                                      "mode": "fixed", "sigma_min": 0.1,
-                                                      "sigma_max": 0.1, "init": "mix"}})
-    return folder
+    return save_toy_priors(tmp_path_factory.mktemp("priors"), FLOW,
+                           {"n_levels": 1, "steps_per_level": 4, "mode": "fixed",
+                            "sigma_min": 0.1, "sigma_max": 0.1, "init": "mix"})
 
 
 def _train(priors_folder, out, steps, resume=False):

@@ -14,10 +14,8 @@ from typer.testing import CliRunner
 
 from priorsep.api import Separator
 from priorsep.cli import app
-from priorsep.config import LangevinConfig, ModelConfig
-from priorsep.nn.prior import SourcePriors
-from priorsep.storage import save_model
-from tests.conftest import TINY_FLOW
+from priorsep.config import LangevinConfig
+from tests.conftest import TINY_FLOW, save_toy_priors
 
 runner = CliRunner()
 FAST = ["--steps", "4", "--quiet"]
@@ -25,14 +23,8 @@ FAST = ["--steps", "4", "--quiet"]
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(flow=TINY_FLOW, sigma_min=0.01, sigma_max=1.0))
-    priors.train()
-    priors(torch.randn(2, 4, 256) * 0.5)
-    folder = tmp_path_factory.mktemp("model")
-    save_model(priors.eval(), folder, {"separation": {"n_levels": 2, "steps_per_level": 2,
-                                                      "init": "mix"}})
-    return folder
+    return save_toy_priors(tmp_path_factory.mktemp("model"), TINY_FLOW,
+                           {"n_levels": 2, "steps_per_level": 2, "init": "mix"})
 
 
 @pytest.fixture

@@ -44,10 +44,10 @@ from priorsep.storage import (
 )
 from priorsep.train import (
     Progress,
-    _checkpoint_path,
-    _distributed,
-    _rank_device,
+    distributed_rank,
+    fresh_checkpoint_path,
     optimise,
+    rank_device,
     training_card,
 )
 
@@ -163,9 +163,9 @@ def train_posterior(
     multiple = math.lcm(model_config.flow.frame_multiple, posterior_config.frame)
     if train_config.frame_length % multiple:
         raise UsageError(f"--frame-length must be a multiple of {multiple}")
-    rank, world = _distributed()
-    device = _rank_device(device, world)
-    checkpoint_path = _checkpoint_path(out_dir, resume)
+    rank, world = distributed_rank()
+    device = rank_device(device, world)
+    checkpoint_path = fresh_checkpoint_path(out_dir, resume)
     priors = priors.to(device).eval().requires_grad_(False)
     mixing = Mixing.from_config(model_config)
     torch.manual_seed(train_config.seed)

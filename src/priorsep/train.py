@@ -144,7 +144,7 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _distributed() -> tuple[int, int]:
+def distributed_rank() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get(
@@ -340,8 +340,8 @@ def train(
             model_config,
             sigma_min=min(train_config.sigma_min, model_config.sigma_min or math.inf),
             sigma_max=max(train_config.sigma_max, model_config.sigma_max))
-    rank, world = _distributed()
-    device = _rank_device(device, world)
+    rank, world = distributed_rank()
+    device = rank_device(device, world)
     if tuple(data.sources) != model_config.sources:
         raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
     if train_config.frame_length % model_config.flow.frame_multiple:
@@ -349,7 +349,7 @@ def train(
     if train_config.score_weight > 0 and world > 1:
         raise UsageError("score matching differentiates the gradient, which DDP does not "
                          "support: train with one process")
-    checkpoint_path = _checkpoint_path(out_dir, resume)
+    checkpoint_path = fresh_checkpoint_path(out_dir, resume)
 
     torch.manual_seed(train_config.seed)
     priors = SourcePriors(model_config).to(device)
@@ -401,7 +401,7 @@ def train(
     return priors
 
 
-def _rank_device(device: str | torch.device, world: int) -> torch.device:
+def rank_device(device: str | torch.device, world: int) -> torch.device:
     """`device`, or under torchrun on CUDA, this rank's GPU."""
     device = torch.device(device)
     if device.type == "cuda" and world > 1:
@@ -409,7 +409,7 @@ def _rank_device(device: str | torch.device, world: int) -> torch.device:
     return device
 
 
-def _checkpoint_path(out_dir: Path, resume: bool) -> Path:
+def fresh_checkpoint_path(out_dir: Path, resume: bool) -> Path:
     """`out_dir/checkpoint.pt`; refuses to start afresh over an existing one."""
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if not resume and checkpoint_path.exists():
