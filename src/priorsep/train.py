@@ -145,6 +145,7 @@ class _StopFlag:
 
 
 def distributed_rank() -> tuple[int, int]:
+    """(rank, world size); starts the process group under torchrun (gloo on CPU, NCCL on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get(
