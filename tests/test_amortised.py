@@ -144,6 +144,9 @@ def test_cli_train_posterior_then_separate(priors_folder, tmp_path):
     assert result.exit_code == UsageError.exit_code
     assert "no amortised posterior" in result.stderr
     assert "Traceback" not in result.output
+    result = runner.invoke(app, ["separate", str(mix), "-o", str(tmp_path / "x"), "--model",
+                                 str(out), "--method", "posterior", "--steps", "10"])
+    assert result.exit_code == UsageError.exit_code and "--steps" in result.stderr
     result = runner.invoke(app, ["train-posterior", str(priors_folder), "--out",
                                  str(tmp_path / "y"), "--frame-length", "100"])
     assert result.exit_code == UsageError.exit_code and "multiple of" in result.stderr

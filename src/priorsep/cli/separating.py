@@ -55,6 +55,9 @@ def separate(
     from priorsep.audio import encode_wav, read_audio, write_audio
     from priorsep.train import resolve_device
 
+    if method == "posterior" and (steps is not None or chains is not None):
+        raise UsageError("--steps and --chains apply to the Langevin methods, not to "
+                         "--method posterior")
     if out is None and stdout_source is None:
         raise UsageError("give an output folder with -o OUT, or --stdout SOURCE")
     if stdout_source is not None and len(inputs) != 1:
