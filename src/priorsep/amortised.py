@@ -89,7 +89,7 @@ def elbo(priors: SourcePriors, encoder: PosteriorEncoder, mix: torch.Tensor, mix
     Returns:
         (batch,) ELBO: log prior of the sampled sources + entropy of q + log likelihood of the mix.
     """
-    config = encoder.config
+    config = getattr(encoder, "module", encoder).config  # unwrapped under DDP
     sigma = config.sigma if sigma is None else sigma
     gamma = config.gamma if gamma is None else gamma
     n_sources = len(priors.sources)
