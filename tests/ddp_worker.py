@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from priorsep.config import FlowConfig, ModelConfig, TrainConfig
+from priorsep.amortised import MixesOfSolos, train_posterior
+from priorsep.config import FlowConfig, ModelConfig, PosteriorConfig, TrainConfig
 from priorsep.data.toy import ToySources
+from priorsep.separation.mixing import Mixing
 from priorsep.train import train
 
 if __name__ == "__main__":
@@ -23,4 +25,11 @@ if __name__ == "__main__":
     rank = torch.distributed.get_rank()
     state = {k: v.contiguous() for k, v in priors.state_dict().items()}
     save_file(state, str(out / f"replica-{rank}.safetensors"))
+    # the amortised posterior trains through the same data-parallel loop
+    encoder = train_posterior(
+        priors, PosteriorConfig(squeezes=1, n_layers=2, residual_channels=8, skip_channels=8),
+        TrainConfig(steps=2, batch_size=2, frame_length=256, seed=5),
+        MixesOfSolos(ToySources(), Mixing("mean")), out / "amortised")
+    state = {k: v.contiguous() for k, v in encoder.state_dict().items()}
+    save_file(state, str(out / f"encoder-{rank}.safetensors"))
     torch.distributed.destroy_process_group()

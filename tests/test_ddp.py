@@ -34,3 +34,9 @@ def test_two_gloo_ranks_keep_identical_replicas(tmp_path):
     assert checkpoint["step"] == 4
     assert len(checkpoint["data_rng"]) == 2
     assert not torch.equal(checkpoint["data_rng"][0], checkpoint["data_rng"][1])
+    # the posterior encoder's replicas too, and rank 0 wrote it into the model folder
+    first = load_file(tmp_path / "encoder-0.safetensors")
+    second = load_file(tmp_path / "encoder-1.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    written = load_file(tmp_path / "amortised" / "posterior.safetensors")
+    assert all(torch.equal(first[k], written[k]) for k in first)
