@@ -27,8 +27,6 @@ from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from priorsep.config import PosteriorConfig, TrainConfig, from_dict
 from priorsep.errors import ModelFormatError, UsageError
@@ -36,10 +34,12 @@ from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.prior import SourcePriors
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import (
+    CONFIG_NAME,
     POSTERIOR_NAME,
-    atomic_write,
+    load_weights,
     read_config,
     save_model,
+    save_weights,
     update_info,
 )
 from priorsep.train import (
@@ -211,8 +211,7 @@ def save_posterior(encoder: PosteriorEncoder, folder: str | os.PathLike,
                    training: dict[str, Any]) -> None:
     """Write the encoder into a model folder: weights, and its config under info["posterior"]."""
     folder = Path(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    atomic_write(folder / POSTERIOR_NAME, lambda tmp: save_file(state, str(tmp)))
+    save_weights(encoder, folder / POSTERIOR_NAME)
     update_info(folder, "posterior", {"config": dataclasses.asdict(encoder.config),
                                       "parameters": sum(p.numel() for p in encoder.parameters()),
                                       **training})
@@ -230,11 +229,10 @@ def load_posterior(folder: str | os.PathLike,
     if not path.is_file():
         raise ModelFormatError(f"{path}: missing (config.json describes a posterior)")
     try:
-        encoder = PosteriorEncoder(from_dict(PosteriorConfig, stored["config"]),
-                                   len(config.sources))
-        encoder.load_state_dict(load_file(str(path)), strict=True)
-    except (SafetensorError, RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise ModelFormatError(f"{path}: corrupt or does not match config.json "
-                               f"({first_line})") from None
+        posterior_config = from_dict(PosteriorConfig, stored["config"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelFormatError(f"{folder / CONFIG_NAME}: invalid posterior config "
+                               f"({error})") from None
+    encoder = PosteriorEncoder(posterior_config, len(config.sources))
+    load_weights(encoder, path)
     return encoder.to(device).eval()

@@ -112,6 +112,28 @@ def _posterior_lines(posterior: dict[str, Any]) -> list[str]:
     return lines
 
 
+def save_weights(module: torch.nn.Module, path: Path) -> None:
+    """Write the state of `module` to `path` as safetensors (CPU, contiguous), atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load the safetensors file `path` into `module`, every key matching.
+
+    Raises:
+        ModelFormatError: naming the file, when it is missing, damaged or of another shape.
+    """
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: missing")
+    try:
+        module.load_state_dict(load_file(str(path)), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise ModelFormatError(
+            f"{path}: corrupt or does not match config.json ({first_line})") from None
+
+
 def save_model(
     priors: SourcePriors, folder: str | os.PathLike, info: dict[str, Any] | None = None
 ) -> Path:
@@ -129,8 +151,7 @@ def save_model(
         "model": dataclasses.asdict(priors.config),
         "info": info,
     }
-    state = {k: v.detach().cpu().contiguous() for k, v in priors.state_dict().items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp)))
+    save_weights(priors, folder / WEIGHTS_NAME)
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     atomic_write_text(folder / CARD_NAME, model_card(priors.config, info))
     return folder
@@ -171,14 +192,5 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") ->
     """Rebuild the priors of a model folder from `config.json` and `model.safetensors`."""
     config, _ = read_config(folder)
     priors = SourcePriors(config)
-    path = Path(folder) / WEIGHTS_NAME
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: missing")
-    try:
-        state = load_file(str(path))
-        priors.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
-        raise ModelFormatError(
-            f"{path}: corrupt or does not match config.json ({first_line})") from None
+    load_weights(priors, Path(folder) / WEIGHTS_NAME)
     return priors.to(device).eval()
