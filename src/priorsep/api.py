@@ -75,6 +75,11 @@ def _load(model: str | os.PathLike, device: str | torch.device,
 METHODS = ("langevin", "posterior", "posterior+langevin")
 
 
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+
+
 class Separator:
     """Separates mixes into the sources of a set of priors.
 
@@ -100,8 +105,7 @@ class Separator:
                  segment_length: int = 16384, overlap: int | None = None,
                  batch_size: int = 4, method: str = "langevin",
                  encoder: PosteriorEncoder | None = None, samples: int = 0) -> None:
-        if method not in METHODS:
-            raise UsageError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+        _check_method(method)
         if method != "langevin" and encoder is None:
             raise UsageError(f"--method {method} needs a model with an amortised posterior")
         if samples < 0:
@@ -134,8 +138,7 @@ class Separator:
         Args:
             notify: receives notices while resolving the model (e.g. a fallback to the cache).
         """
-        if method not in METHODS:
-            raise UsageError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+        _check_method(method)  # before loading: a wrong method must not cost a download
         priors, info, encoder = _load(model, device, notify, with_posterior=method != "langevin")
         stored = info.get("separation", {})
         langevin = from_dict(LangevinConfig, stored) if stored else LangevinConfig()

@@ -90,13 +90,13 @@ def export_model(model_id: str, out_dir: str | os.PathLike, *, license: str = "m
 
 
 def _copy_model(folder: Path, out: Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """Check that `folder` loads, then copy its config and weights byte for byte."""
+    """Check that `folder` loads, then copy its config and weights (and encoder) byte for byte."""
     load_model(folder)  # raises ModelFormatError naming the file if anything is off
     load_posterior(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME, POSTERIOR_NAME):
-        if name != POSTERIOR_NAME or (folder / name).is_file():
-            shutil.copyfile(folder / name, out / name)  # follows the cache's symlinks
+    optional = [POSTERIOR_NAME] if (folder / POSTERIOR_NAME).is_file() else []
+    for name in [CONFIG_NAME, WEIGHTS_NAME, *optional]:
+        shutil.copyfile(folder / name, out / name)  # follows the cache's symlinks
     return read_config(out)
 
 

@@ -57,9 +57,9 @@ from priorsep.storage import (
 BAG_NAME = "sources.json"
 """A folder holding this file (and no config.json) is a bag of per-source models."""
 LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME), "bag": (BAG_NAME,)}
+"""The files of each kind of folder; the first one tells the kind."""
 OPTIONAL = (CARD_NAME, POSTERIOR_NAME)
 """Files a model folder may lack: the card, and the amortised posterior."""
-"""The files of each kind of folder; the first one tells the kind, the card is optional."""
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 Notify = Callable[[str], None]

@@ -164,16 +164,14 @@ def _gather(value: Any, world: int) -> list[Any]:
     return values
 
 
-def _comparable(config: Any) -> Any:
-    """A config (dataclass or dict) as plain JSON values, tuples as lists."""
-    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    return json.loads(json.dumps(values))
+def _check_resumable(saved: dict, identity: dict[str, dict], path: Path) -> None:
+    """Refuse a checkpoint made with other configurations; only `steps` may change.
 
-
-def _check_resumable(saved: dict, identity: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint made with other configurations; only `steps` may change."""
+    `identity` holds each configuration as `dataclasses.asdict`; both sides are compared as
+    JSON values, so a tuple and the list a checkpoint may hold for it are equal.
+    """
     for key, config in identity.items():
-        old, new = _comparable(saved.get(key)), _comparable(config)
+        old, new = json.loads(json.dumps(saved.get(key))), json.loads(json.dumps(config))
         if key == "train_config":
             if old is None or {**old, "steps": new["steps"]} != new:
                 raise CheckpointError(f"{path}: was made with other training options; "
@@ -205,7 +203,7 @@ def optimise(
             checkpointed).
         batch_loss: (module or its DDP wrapper, data generator) -> (loss, audio samples in
             the batch); draws its own batch from the generator.
-        identity: configurations stored in the checkpoint and checked on `resume`
+        identity: configuration dataclasses stored in the checkpoint and checked on `resume`
             ("train_config" may differ in its `steps` only).
         generator: the data generator of this rank (its state is checkpointed per rank).
         prepare: runs once before a fresh start (e.g. ActNorm's data-dependent initialisation).
@@ -217,6 +215,7 @@ def optimise(
     Raises:
         TrainingInterrupted: after Ctrl-C, once the checkpoint is written.
     """
+    identity = {key: dataclasses.asdict(config) for key, config in identity.items()}
     parameters = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=train_config.lr)
     step, elapsed = 0, 0.0
@@ -247,8 +246,7 @@ def optimise(
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "elapsed": elapsed,
-                **{key: dataclasses.asdict(config) if dataclasses.is_dataclass(config)
-                   else config for key, config in identity.items()},
+                **identity,
             }
             atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
         if world > 1:
