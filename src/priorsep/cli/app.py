@@ -72,25 +72,15 @@ def notice(message: str) -> None:
     console.print(f"note: {message}", highlight=False, soft_wrap=True)
 
 
-class TrainReporter:
-    """Rich progress bar on a terminal; a plain line every `every` steps otherwise."""
+class TerminalProgress:
+    """A Rich progress display on stderr, shown only on a terminal and without --quiet
+    (`progress` is None otherwise); entering starts it, leaving stops it."""
 
-    def __init__(self, total: int, quiet: bool, every: int, sources: tuple[str, ...],
-                 loss_name: str = "loss") -> None:
-        self.quiet = quiet
-        self.loss_name = loss_name
-        self.every = max(every, 1)
-        self.sources = sources
-        self.progress: Progress | None = None
-        if not quiet and console.is_terminal:
-            self.progress = Progress(
-                TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-                TextColumn(loss_name + " {task.fields[loss]:.3f} nats/sample"),
-                TextColumn("{task.fields[speed]:,.0f} samples/s"),
-                TimeRemainingColumn(), console=console)
-            self.task = self.progress.add_task("train", total=total, loss=float("nan"), speed=0.0)
+    def __init__(self, quiet: bool, *columns) -> None:
+        self.progress = (Progress(*columns, console=console)
+                         if not quiet and console.is_terminal else None)
 
-    def __enter__(self) -> TrainReporter:
+    def __enter__(self):
         if self.progress is not None:
             self.progress.start()
         return self
@@ -98,6 +88,23 @@ class TrainReporter:
     def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+class TrainReporter(TerminalProgress):
+    """Rich progress bar on a terminal; a plain line every `every` steps otherwise."""
+
+    def __init__(self, total: int, quiet: bool, every: int, sources: tuple[str, ...],
+                 loss_name: str = "loss") -> None:
+        super().__init__(quiet, TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                         TextColumn(loss_name + " {task.fields[loss]:.3f} nats/sample"),
+                         TextColumn("{task.fields[speed]:,.0f} samples/s"),
+                         TimeRemainingColumn())
+        self.quiet = quiet
+        self.loss_name = loss_name
+        self.every = max(every, 1)
+        self.sources = sources
+        if self.progress is not None:
+            self.task = self.progress.add_task("train", total=total, loss=float("nan"), speed=0.0)
 
     def __call__(self, report) -> None:
         if self.quiet:

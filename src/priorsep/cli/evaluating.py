@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from priorsep.cli.app import (
     DeviceOption,
     QuietOption,
     SeedOption,
+    TerminalProgress,
     app,
     console,
     notice,
@@ -21,25 +22,13 @@ from priorsep.cli.app import (
 from priorsep.errors import UsageError
 
 
-class SectionProgress:
+class SectionProgress(TerminalProgress):
     """One progress bar per running evaluation section; hidden off a terminal or with --quiet."""
 
     def __init__(self, quiet: bool) -> None:
-        self.progress = None
+        super().__init__(quiet, TextColumn("{task.description:<10}"), BarColumn(),
+                         MofNCompleteColumn(), TimeRemainingColumn())
         self.tasks: dict[str, int] = {}
-        if not quiet and console.is_terminal:
-            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeRemainingColumn(),
-                                     console=console)
-
-    def __enter__(self) -> SectionProgress:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     def __call__(self, section: str, done: int, total: int) -> None:
         if self.progress is None:

@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
-from priorsep.cli.app import DeviceOption, QuietOption, app, console, notice, reports_errors
+from priorsep.cli.app import (
+    DeviceOption,
+    QuietOption,
+    TerminalProgress,
+    app,
+    console,
+    notice,
+    reports_errors,
+)
 from priorsep.errors import PriorsepError, UsageError
 
 FORMATS = {"int16": ("wav", "PCM_16"), "int24": ("wav", "PCM_24"),
@@ -116,30 +124,27 @@ def separate(
         raise typer.Exit(failures[-1].exit_code)
 
 
-class AudioProgress:
-    """One progress bar per track, in seconds of audio; hidden off a terminal or with --quiet."""
+class AudioProgress(TerminalProgress):
+    """One progress bar per track, in seconds of audio; hidden off a terminal or with --quiet.
+
+    Entering gives the callback `Separator.separate_audio` reports to, or None when hidden.
+    """
 
     def __init__(self, track: str, quiet: bool) -> None:
-        self.progress = None
-        if not quiet and console.is_terminal:
-            self.progress = Progress(TextColumn(track), BarColumn(),
-                                     TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
-                                     TimeRemainingColumn(), console=console, transient=False)
+        super().__init__(quiet, TextColumn(track), BarColumn(),
+                         TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
+                         TimeRemainingColumn())
+        if self.progress is not None:
             self.task = self.progress.add_task(track, total=None)
 
     def __enter__(self):
-        if self.progress is None:
+        if super().__enter__().progress is None:
             return None
-        self.progress.start()
 
         def update(done: float, total: float) -> None:
             self.progress.update(self.task, completed=done, total=total)
 
         return update
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
 
 @app.command()
