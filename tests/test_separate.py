@@ -123,3 +123,24 @@ def test_separator_api_uses_the_models_stored_settings(tiny_model):
     assert all(stem.shape == (1, 1000) for stem in stems.values())
     again = Separator.from_pretrained(str(tiny_model), seed=3).separate_audio(mix, 16000)
     assert all(torch.equal(stems[k], again[k]) for k in stems)
+
+
+def test_progress_bar_renders_on_a_terminal(monkeypatch):
+    """On a terminal the bar is drawn before the first report, while its total is unknown."""
+    import importlib
+    import io
+
+    from rich.console import Console
+
+    from priorsep.cli.separating import AudioProgress
+
+    app_module = importlib.import_module("priorsep.cli.app")  # the module, not the Typer app
+
+    screen = io.StringIO()
+    monkeypatch.setattr(app_module, "console", Console(file=screen, force_terminal=True))
+    with AudioProgress("song", quiet=False) as update:
+        assert update is not None
+        update(0.5, 2.0)
+    assert "0.5/2.0 s" in screen.getvalue()
+    with AudioProgress("song", quiet=True) as update:
+        assert update is None

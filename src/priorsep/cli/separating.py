@@ -131,18 +131,20 @@ class AudioProgress(TerminalProgress):
     """
 
     def __init__(self, track: str, quiet: bool) -> None:
+        # the total is unknown until the first report, so the seconds are a field, not
+        # "{task.total:.1f}" (which cannot format the None a fresh task holds)
         super().__init__(quiet, TextColumn(track), BarColumn(),
-                         TextColumn("{task.completed:.1f}/{task.total:.1f} s"),
-                         TimeRemainingColumn())
+                         TextColumn("{task.fields[seconds]}"), TimeRemainingColumn())
         if self.progress is not None:
-            self.task = self.progress.add_task(track, total=None)
+            self.task = self.progress.add_task(track, total=None, seconds="")
 
     def __enter__(self):
         if super().__enter__().progress is None:
             return None
 
         def update(done: float, total: float) -> None:
-            self.progress.update(self.task, completed=done, total=total)
+            self.progress.update(self.task, completed=done, total=total,
+                                 seconds=f"{done:.1f}/{total:.1f} s")
 
         return update
 
