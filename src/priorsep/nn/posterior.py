@@ -13,6 +13,7 @@ Distribution" (2014).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -51,26 +52,30 @@ class TruncatedNormal:
         self.cdf_alpha = torch.special.ndtr(self.alpha)
         self.mass = (torch.special.ndtr(self.beta) - self.cdf_alpha).clamp_min(1e-12)
 
+    @functools.cached_property
+    def _shift(self) -> torch.Tensor:
+        """(phi(alpha) - phi(beta)) / Z."""
+        return (_normal_pdf(self.alpha) - _normal_pdf(self.beta)) / self.mass
+
+    @functools.cached_property
+    def _spread(self) -> torch.Tensor:
+        """(alpha phi(alpha) - beta phi(beta)) / Z."""
+        return (self.alpha * _normal_pdf(self.alpha)
+                - self.beta * _normal_pdf(self.beta)) / self.mass
+
     @property
     def mean(self) -> torch.Tensor:
-        """loc + scale (phi(alpha) - phi(beta)) / Z."""
-        shift = (_normal_pdf(self.alpha) - _normal_pdf(self.beta)) / self.mass
-        return self.loc + self.scale * shift
+        """loc + scale * shift."""
+        return self.loc + self.scale * self._shift
 
     @property
     def variance(self) -> torch.Tensor:
-        """scale**2 (1 + (alpha phi(alpha) - beta phi(beta)) / Z - shift**2), with
-        shift = (phi(alpha) - phi(beta)) / Z."""
-        pdf_alpha, pdf_beta = _normal_pdf(self.alpha), _normal_pdf(self.beta)
-        shift = (pdf_alpha - pdf_beta) / self.mass
-        spread = (self.alpha * pdf_alpha - self.beta * pdf_beta) / self.mass
-        return self.scale**2 * (1 + spread - shift**2)
+        """scale**2 (1 + spread - shift**2)."""
+        return self.scale**2 * (1 + self._spread - self._shift**2)
 
     def entropy(self) -> torch.Tensor:
-        """log(sqrt(2 pi e) scale Z) + (alpha phi(alpha) - beta phi(beta)) / (2 Z), in nats."""
-        spread = (self.alpha * _normal_pdf(self.alpha)
-                  - self.beta * _normal_pdf(self.beta)) / self.mass
-        return _LOG_SQRT_2PI + 0.5 + torch.log(self.scale * self.mass) + 0.5 * spread
+        """log(sqrt(2 pi e) scale Z) + spread / 2, in nats."""
+        return _LOG_SQRT_2PI + 0.5 + torch.log(self.scale * self.mass) + 0.5 * self._spread
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log-density at `value` (inside [-1, 1]; outside, the formula is not the density)."""
