@@ -13,6 +13,7 @@ from priorsep.nn.flows import (
     AffineCoupling,
     Flip,
     FloWaveNet,
+    FrameDCT,
     InvertibleConv,
     Squeeze,
 )
@@ -24,6 +25,7 @@ def layers(groups: int):
     return {
         "actnorm": ActNorm(groups * channels, groups),
         "coupling": AffineCoupling(channels, groups, TINY_FLOW),
+        "dct": FrameDCT(channels, groups),
         "flip": Flip(channels, groups),
         "invconv": InvertibleConv(channels, groups),
         "squeeze": Squeeze(groups),
@@ -31,7 +33,7 @@ def layers(groups: int):
 
 
 @pytest.mark.parametrize("groups", [1, 3])
-@pytest.mark.parametrize("name", ["actnorm", "coupling", "flip", "invconv", "squeeze"])
+@pytest.mark.parametrize("name", ["actnorm", "coupling", "dct", "flip", "invconv", "squeeze"])
 def test_layer_round_trip_and_logdet_shape(name, groups):
     torch.manual_seed(0)
     layer = layers(groups)[name].double()
@@ -48,11 +50,14 @@ def test_layer_round_trip_and_logdet_shape(name, groups):
     assert torch.allclose(logdet + logdet_back, torch.zeros_like(logdet), atol=1e-10)
 
 
-@pytest.mark.parametrize("permutation", ["flip", "invconv"])
+@pytest.mark.parametrize("permutation, frame_transform",
+                         [("flip", "none"), ("invconv", "none"), ("invconv", "dct")])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_flow_logdet_matches_autograd_jacobian(groups, permutation):
+def test_flow_logdet_matches_autograd_jacobian(groups, permutation, frame_transform):
     torch.manual_seed(0)
-    config = dataclasses.replace(TINY_FLOW, permutation=permutation)
+    config = dataclasses.replace(TINY_FLOW, permutation=permutation,
+                                 early_squeezes=max(TINY_FLOW.early_squeezes, 1),
+                                 frame_transform=frame_transform)
     flow = FloWaveNet(config, groups=groups).double()
     flow.train()
     flow(torch.randn(4, groups, 16, dtype=torch.double))
@@ -87,6 +92,25 @@ def test_whole_flow_round_trip_with_sigma(early_squeezes):
     x_back, logdet_back = flow.inverse(z, sigma)
     assert torch.allclose(x_back, x, atol=1e-4)
     assert torch.allclose(logdet, -logdet_back, atol=1e-3)
+
+
+def test_frame_dct_puts_a_frame_periodic_cosine_in_one_channel():
+    frame = 16
+    config = FlowConfig(early_squeezes=4, n_blocks=1, n_flows=1, n_layers=1,
+                        residual_channels=4, skip_channels=4, frame_transform="dct")
+    flow = FloWaveNet(config, groups=1)
+    front = flow.flow.layers[:5]  # four squeezes, then the DCT
+    assert isinstance(front[4], FrameDCT)
+    n = torch.arange(frame * 8, dtype=torch.float64)
+    bin_ = 5  # DCT-II basis function 5 repeated in every frame of 16 samples
+    x = torch.cos(torch.pi / frame * ((n % frame) + 0.5) * bin_).float().view(1, 1, -1)
+    y = x
+    for layer in front:
+        y, _ = layer(y)
+    energy = y.pow(2).sum(dim=2)[0]  # (16,) per channel
+    assert energy.argmax() == bin_
+    assert energy[bin_] / energy.sum() > 0.999999
+    assert torch.allclose(y.pow(2).sum(), x.pow(2).sum())  # orthonormal: energy kept
 
 
 def test_fresh_couplings_are_identities():

@@ -48,6 +48,10 @@ class FlowConfig:
     permutation: str = "flip"
     """What follows each coupling: "flip" swaps the channel halves (FloWaveNet), "invconv" is a
     learnt invertible 1x1 convolution (Glow)."""
+    frame_transform: str = "none"
+    """Applied to each frame of 2**early_squeezes samples after the early squeezes: "none", or
+    "dct", a fixed orthonormal DCT-II (logdet 0), so the couplings see short-time spectra in
+    which a periodic wave occupies few channels."""
 
     def __post_init__(self) -> None:
         if min(self.n_blocks, self.n_flows, self.n_layers) < 1:
@@ -58,6 +62,11 @@ class FlowConfig:
             raise ValueError("kernel_size must be odd (the WaveNet is non-causal)")
         if self.permutation not in ("flip", "invconv"):
             raise ValueError(f"unknown permutation {self.permutation!r}; choose flip or invconv")
+        if self.frame_transform not in ("none", "dct"):
+            raise ValueError(f"unknown frame_transform {self.frame_transform!r}; "
+                             "choose none or dct")
+        if self.frame_transform == "dct" and self.early_squeezes < 1:
+            raise ValueError("frame_transform dct needs early_squeezes >= 1")
 
     @property
     def frame_multiple(self) -> int:

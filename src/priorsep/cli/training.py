@@ -56,6 +56,9 @@ def train(
     permutation: Annotated[str, typer.Option(
         help="After each coupling: flip (FloWaveNet) or invconv (Glow's 1x1 convolution).")
     ] = FlowConfig.permutation,
+    frame_transform: Annotated[str, typer.Option(
+        help="After the early squeezes: none, or dct (orthonormal DCT of each frame).")
+    ] = FlowConfig.frame_transform,
     grouped: Annotated[bool, typer.Option(
         "--grouped/--separate", help="One grouped module for all sources, or one per source.")
     ] = True,
@@ -83,7 +86,8 @@ def train(
         flow = FlowConfig(n_blocks=n_blocks, early_squeezes=early_squeezes, n_flows=n_flows,
                           n_layers=n_layers,
                           residual_channels=width, skip_channels=width,
-                          cond_channels=cond_channels, permutation=permutation)
+                          cond_channels=cond_channels, permutation=permutation,
+                          frame_transform=frame_transform)
         model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, flow=flow,
                                    grouped=grouped)
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,

@@ -186,6 +186,59 @@ class InvertibleConv(nn.Module):
         return self._multiply(torch.linalg.inv(self.weight()), y), -self._logdet(y)
 
 
+def dct_matrix(size: int) -> torch.Tensor:
+    """Orthonormal DCT-II matrix (size, size), float64: row k is basis function k."""
+    n = torch.arange(size, dtype=torch.float64)
+    basis = torch.cos(math.pi / size * (n[None, :] + 0.5) * n[:, None])
+    basis[0] /= math.sqrt(2.0)
+    return basis * math.sqrt(2.0 / size)
+
+
+def bit_reversal(bits: int) -> torch.Tensor:
+    """(2**bits,) index: the sample of a frame that channel c holds after `bits` squeezes."""
+    index = torch.arange(2**bits)
+    reversed_ = torch.zeros_like(index)
+    for bit in range(bits):
+        reversed_ |= ((index >> bit) & 1) << (bits - 1 - bit)
+    return reversed_
+
+
+class FrameDCT(nn.Module):
+    """Fixed orthonormal DCT-II of each frame: (batch, G*C, T) -> (batch, G*C, T), C = 2**k.
+
+    After k squeezes the C channels of a time step are the C samples of one frame in
+    bit-reversed order (each squeeze appends one bit of the sample index); the matrix undoes
+    that order, so channel j of the output is DCT bin j of the frame. Orthonormal: logdet 0,
+    the inverse is the transpose.
+
+    Reference: Ahmed, Natarajan & Rao 1974, "Discrete Cosine Transform".
+    """
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        bits = channels.bit_length() - 1
+        if channels != 2**bits:
+            raise ValueError(f"FrameDCT needs a power of two channels, got {channels}")
+        self.channels = channels
+        self.groups = groups
+        self.bits = bits
+
+    def _matrix(self, like: torch.Tensor) -> torch.Tensor:
+        """(C, C) in the dtype and device of `like`: rows are bins, columns are channels."""
+        return dct_matrix(self.channels)[:, bit_reversal(self.bits)].to(like)
+
+    def _multiply(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        batch, _, time = x.shape
+        x = x.view(batch, self.groups, self.channels, time)  # (B, G, C, T)
+        return torch.matmul(weight, x).reshape(batch, -1, time)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
+        return self._multiply(self._matrix(x), x), _zeros_logdet(x, self.groups)
+
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None):
+        return self._multiply(self._matrix(y).T, y), _zeros_logdet(y, self.groups)
+
+
 class Squeeze(nn.Module):
     """(batch, G*C, T) -> (batch, G*2C, T/2): each pair of samples becomes two channels."""
 
@@ -278,6 +331,8 @@ class FloWaveNet(nn.Module):
         self.groups = groups
         layers: list[nn.Module] = [Squeeze(groups) for _ in range(config.early_squeezes)]
         channels = 2**config.early_squeezes
+        if config.frame_transform == "dct":
+            layers.append(FrameDCT(channels, groups))
         for block in range(config.n_blocks):
             layers.append(Squeeze(groups))
             channels *= 2
