@@ -2,9 +2,10 @@
 
 For each setting: SI-SDR of every source estimate, its improvement over the mix itself (the
 lower anchor), and the real-time factor (seconds of compute per second of audio, all sources).
-Two diagnostics keep the two failure modes apart: `oracle` chains start at the true sources
-(does the posterior keep them? tests the score near the truth), `cold` chains start from the
-setting's own initialisation (does the search find them?).
+Diagnostics keep the failure modes apart: `oracle` chains start at the true sources (does the
+posterior keep them? tests the score near the truth), `cold` chains start from the setting's own
+initialisation (does the search find them?), and `halfway` chains start midway between the truth
+and the mix in every slot (does the score pull towards the truth from there, or away?).
 
     python benchmarks/separate_toy.py --model toy --n-mixes 100 --split test \
         --settings default --settings "steps=100" --settings "mode=fixed" \
@@ -12,8 +13,8 @@ setting's own initialisation (does the search find them?).
 
 A setting is `default` or comma-separated LangevinConfig overrides (`steps=N` spreads N steps
 over the levels), plus `method=langevin|posterior|posterior+langevin` and `samples=K` (the
-posterior methods need a model with an amortised posterior; the oracle start applies to
-Langevin only). Tune on `--split validation`; report on `--split test`.
+posterior methods need a model with an amortised posterior; the oracle and halfway starts
+apply to Langevin only). Tune on `--split validation`; report on `--split test`.
 """
 
 from __future__ import annotations
@@ -69,16 +70,23 @@ def parse_setting(text: str, base: LangevinConfig) -> tuple[str, int, LangevinCo
 
 
 def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor,
-             config: LangevinConfig, oracle: bool, batch_size: int) -> dict:
-    """SI-SDR (n, N) of the estimates and the compute seconds spent."""
+             config: LangevinConfig, start: str, batch_size: int) -> dict:
+    """SI-SDR (n, N) of the estimates and the compute seconds spent.
+
+    `start`: "cold" (the setting's own initialisation), "oracle" (the true sources) or
+    "halfway" (the mean of the true sources and the mix in every slot).
+    """
     separator.langevin = config
     estimates = []
     started = time.perf_counter()
     for first in range(0, mixes.shape[0], batch_size):
         chunk = mixes[first:first + batch_size]
-        if oracle:
+        if start != "cold":
+            initial = truth[first:first + batch_size]
+            if start == "halfway":
+                initial = 0.5 * (initial + chunk[:, None, :].expand_as(initial))
             result = langevin_separate(separator.priors, chunk, separator.mixing, config,
-                                       initial=truth[first:first + batch_size])
+                                       initial=initial)
             estimates.append(result.sources)
         else:
             estimates.append(separator.separate_tensor(chunk))
@@ -159,7 +167,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=16000, help="samples per mix")
     parser.add_argument("--settings", action="append", default=None)
     parser.add_argument("--diagnostics", default="cold,oracle",
-                        help="comma-separated: cold (real use), oracle (start at the truth)")
+                        help="comma-separated: cold (real use), oracle (start at the truth), "
+                        "halfway (midway between the truth and the mix)")
     parser.add_argument("--score-sigmas", default="0.01,0.03,0.1,0.3,1.0",
                         help="noise levels of the Tweedie score-quality table ('' to skip)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -217,10 +226,11 @@ def main() -> None:
         method, samples, config = parse_setting(text, base)
         separator.method, separator.samples = method, samples
         for diagnostic in args.diagnostics.split(","):
-            if diagnostic == "oracle" and method != "langevin":
+            if diagnostic not in ("cold", "oracle", "halfway"):
+                raise SystemExit(f"unknown diagnostic {diagnostic!r}")
+            if diagnostic != "cold" and method != "langevin":
                 continue
-            outcome = evaluate(separator, mixes, truth, config, diagnostic == "oracle",
-                               args.batch_size)
+            outcome = evaluate(separator, mixes, truth, config, diagnostic, args.batch_size)
             rtf = outcome["seconds"] / audio_seconds
             row = summary(text, outcome["si_sdr"], anchor, sources, rtf)
             steps = 0 if method == "posterior" else config.total_steps
