@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from typer.testing import CliRunner
 
 from priorsep.cli import app
@@ -64,11 +65,28 @@ def test_train_on_a_folder_of_solo_recordings(tmp_path):
     assert config["model"]["sources"] == ["high", "low"]
 
 
+def test_train_with_a_dct_front_end_writes_a_model_that_reloads(tmp_path):
+    from priorsep.storage import load_model
+
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["train", "--out", str(out), "--steps", "2", *TINY,
+                                 "--early-squeezes", "2", "--frame-transform", "dct"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["flow"]["frame_transform"] == "dct"
+    priors = load_model(out).eval()
+    assert priors.config.flow.frame_transform == "dct"
+    log_prob = priors.log_prob(torch.rand(2, 4, 256) - 0.5)
+    assert log_prob.shape == (2, 4) and torch.isfinite(log_prob).all()
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--dataset", "folder"], 2, "needs --root"),
     (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),
     (["--dataset", "nope"], 2, "unknown dataset"),
     (["--frame-length", "102"], 2, "multiple of"),
+    (["--frame-transform", "wavelet"], 2, "unknown frame_transform"),
+    (["--frame-transform", "dct"], 2, "needs early_squeezes >= 1"),
 ])
 def test_bad_train_options_give_one_line(tmp_path, args, code, message):
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "1",

@@ -8,7 +8,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -41,6 +40,12 @@ ResumeOption = Annotated[bool, typer.Option(help="Continue the checkpoint in --o
 SeedOption = Annotated[int, typer.Option(help="Random seed.")]
 
 
+CLICK_EXCEPTION: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+"""The usage-error base of the click that Typer runs on: recent Typer vendors its own copy, whose
+exceptions do not derive from an installed `click`'s."""
+
+
 def reports_errors(command):
     """Turn core errors into one line on stderr and the error's exit code."""
 
@@ -52,7 +57,7 @@ def reports_errors(command):
             label = "stopped" if isinstance(error, TrainingInterrupted) else "[red]error[/red]"
             console.print(f"{label}: {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
-        except (typer.Exit, typer.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, CLICK_EXCEPTION):
             raise
         except KeyboardInterrupt:
             console.print("interrupted")
