@@ -24,6 +24,14 @@ def _zeros_logdet(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.new_zeros(x.shape[0], groups)
 
 
+def _mix_channels(weight: torch.Tensor, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Multiply the channels of every group and time step: weight (G, C, C) or (C, C),
+    x (batch, G*C, T) -> (batch, G*C, T)."""
+    batch, channels, time = x.shape
+    x = x.view(batch, groups, channels // groups, time)  # (B, G, C, T)
+    return torch.matmul(weight, x).reshape(batch, channels, time)  # (G, C, C) @ (B, G, C, T)
+
+
 class ActNorm(nn.Module):
     """Per-channel affine `y = (x + loc) * exp(log_scale)` with data-dependent initialisation.
 
@@ -174,16 +182,11 @@ class InvertibleConv(nn.Module):
         per_group = self.log_scale.sum(dim=1) * x.shape[2]  # (G,)
         return per_group.expand(x.shape[0], self.groups)
 
-    def _multiply(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        batch, _, time = x.shape
-        x = x.view(batch, self.groups, self.channels, time)  # (B, G, C, T)
-        return torch.matmul(weight, x).reshape(batch, -1, time)  # (G, C, C) @ (B, G, C, T)
-
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
-        return self._multiply(self.weight(), x), self._logdet(x)
+        return _mix_channels(self.weight(), x, self.groups), self._logdet(x)
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None):
-        return self._multiply(torch.linalg.inv(self.weight()), y), -self._logdet(y)
+        return _mix_channels(torch.linalg.inv(self.weight()), y, self.groups), -self._logdet(y)
 
 
 def dct_matrix(size: int) -> torch.Tensor:
@@ -227,16 +230,11 @@ class FrameDCT(nn.Module):
         """(C, C) in the dtype and device of `like`: rows are bins, columns are channels."""
         return dct_matrix(self.channels)[:, bit_reversal(self.bits)].to(like)
 
-    def _multiply(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        batch, _, time = x.shape
-        x = x.view(batch, self.groups, self.channels, time)  # (B, G, C, T)
-        return torch.matmul(weight, x).reshape(batch, -1, time)
-
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
-        return self._multiply(self._matrix(x), x), _zeros_logdet(x, self.groups)
+        return _mix_channels(self._matrix(x), x, self.groups), _zeros_logdet(x, self.groups)
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None):
-        return self._multiply(self._matrix(y).T, y), _zeros_logdet(y, self.groups)
+        return _mix_channels(self._matrix(y).T, y, self.groups), _zeros_logdet(y, self.groups)
 
 
 class Squeeze(nn.Module):
