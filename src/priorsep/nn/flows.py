@@ -224,11 +224,13 @@ class FrameDCT(nn.Module):
             raise ValueError(f"FrameDCT needs a power of two channels, got {channels}")
         self.channels = channels
         self.groups = groups
-        self.bits = bits
+        # (C, C) float64, rows are bins, columns are channels; fixed, so not in the state dict
+        self.register_buffer("basis", dct_matrix(channels)[:, bit_reversal(bits)],
+                             persistent=False)
 
     def _matrix(self, like: torch.Tensor) -> torch.Tensor:
-        """(C, C) in the dtype and device of `like`: rows are bins, columns are channels."""
-        return dct_matrix(self.channels)[:, bit_reversal(self.bits)].to(like)
+        """The basis in the dtype and device of `like`."""
+        return self.basis.to(like)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         return _mix_channels(self._matrix(x), x, self.groups), _zeros_logdet(x, self.groups)
