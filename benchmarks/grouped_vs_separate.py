@@ -58,7 +58,7 @@ def main() -> None:
         calls = {}
         for grouped in (True, False):
             torch.manual_seed(0)
-            priors = SourcePriors(ModelConfig(flow=flow, grouped=grouped))
+            priors = SourcePriors(ModelConfig(architecture=flow, grouped=grouped))
             optimizer = torch.optim.Adam(priors.parameters(), lr=1e-4)
             x = torch.randn(args.batch_size, 4, args.frame_length) * 0.5
             priors.train()

@@ -24,7 +24,7 @@ def tiny_flow() -> FlowConfig:
 
 @pytest.fixture
 def tiny_model_config() -> ModelConfig:
-    return ModelConfig(flow=TINY_FLOW)
+    return ModelConfig(architecture=TINY_FLOW)
 
 
 def randomize_couplings(module: torch.nn.Module, std: float = 0.1) -> None:
@@ -43,7 +43,7 @@ def save_toy_priors(folder, flow: FlowConfig, separation: dict):
     from priorsep.storage import save_model
 
     torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(flow=flow, sigma_min=0.01, sigma_max=1.0))
+    priors = SourcePriors(ModelConfig(architecture=flow, sigma_min=0.01, sigma_max=1.0))
     priors.train()
     priors(torch.randn(2, 4, 256) * 0.5)
     save_model(priors.eval(), folder, {"separation": separation})

@@ -1,43 +1,42 @@
-"""Analytic Gaussian priors: the exact posterior is known, so samplers and encoders can be
-checked against it."""
+"""Analytic Gaussian priors that count their calls: the exact posterior is known, so samplers
+and encoders can be checked against it."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from priorsep.config import GaussianConfig, ModelConfig
+from priorsep.nn import gaussian
 from priorsep.separation.mixing import Mixing
 
 MEANS = (0.5, -0.3, 0.1)
 VARIANCES = (0.4, 0.2, 0.3)
 
 
-class GaussianPriors:
-    """Every sample of source k independent N(mu_k, v_k); noised at sigma, N(mu_k, v_k + sigma**2).
-
-    Counts its calls: all of them, and those that build a graph (gradient evaluations).
-    """
+class GaussianPriors(gaussian.GaussianPriors):
+    """The package's Gaussian family, counting its calls: all of them, and those that build a
+    graph (gradient evaluations)."""
 
     def __init__(self, means=MEANS, variances=VARIANCES) -> None:
-        self.means = torch.as_tensor(means)
-        self.variances = torch.as_tensor(variances)
-        self.sources = tuple(f"source{k}" for k in range(len(means)))
+        sources = tuple(f"source{k}" for k in range(len(means)))
+        super().__init__(ModelConfig(sources=sources, architecture=GaussianConfig(
+            tuple(float(m) for m in means), tuple(float(v) for v in variances))))
         self.calls = 0
         self.gradient_calls = 0
 
-    def variance(self, sigma: float) -> torch.Tensor:
-        return self.variances + sigma**2  # (n_sources,)
-
-    def log_prob(self, sources: torch.Tensor, sigma) -> torch.Tensor:
+    def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
         self.calls += 1
         self.gradient_calls += int(sources.requires_grad and torch.is_grad_enabled())
-        sigma = torch.as_tensor(sigma, dtype=sources.dtype)
-        sigma = sigma[..., None] if sigma.dim() == 2 else sigma  # (batch, n_sources, 1)
-        variance = self.variances.to(sources)[:, None] + sigma**2
-        mean = self.means.to(sources)[:, None]
-        log_density = -0.5 * ((sources - mean) ** 2 / variance + torch.log(2 * math.pi * variance))
-        return log_density.sum(dim=-1)
+        return super().log_prob(sources, sigma)
+
+    def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
+        self.calls += 1
+        self.gradient_calls += 1
+        return super().score(sources, sigma)
+
+    def log_prob_and_score(self, sources, sigma):
+        # the generic path: autograd of log_prob (counted as one gradient call)
+        return super(gaussian.GaussianPriors, self).log_prob_and_score(sources, sigma)
 
 
 def closed_form_posterior(priors: GaussianPriors, mixing: Mixing, mix: torch.Tensor,

@@ -73,9 +73,9 @@ def test_train_with_a_dct_front_end_writes_a_model_that_reloads(tmp_path):
                                  "--early-squeezes", "2", "--frame-transform", "dct"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["flow"]["frame_transform"] == "dct"
+    assert config["model"]["architecture"]["frame_transform"] == "dct"
     priors = load_model(out).eval()
-    assert priors.config.flow.frame_transform == "dct"
+    assert priors.config.architecture.frame_transform == "dct"
     log_prob = priors.log_prob(torch.rand(2, 4, 256) - 0.5)
     assert log_prob.shape == (2, 4) and torch.isfinite(log_prob).all()
 

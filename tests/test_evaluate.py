@@ -65,7 +65,7 @@ def models(tmp_path_factory) -> dict:
     torch.set_num_threads(1)  # module fixtures are set up before each test's `_one_thread`
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    clean = train(ModelConfig(flow=ORDERING_FLOW), ORDERING_TRAINING, ToySources(),
+    clean = train(ModelConfig(architecture=ORDERING_FLOW), ORDERING_TRAINING, ToySources(),
                   root / "clean")
     noisy_steps = dataclasses.replace(ORDERING_TRAINING, steps=2, sigma_min=0.05, sigma_max=0.5)
     train(clean.config, noisy_steps, ToySources(), root / "conditional",
@@ -105,7 +105,7 @@ def test_report_has_every_section_with_the_right_shapes(full_evaluation, models)
     assert all(np.shape(table) == (3, 2) for table in noise["by_source"].values())
     assert [table["sigma"] for table in noise["cross_likelihood"]] == [0.05, 0.2]
     constant = sections["constant"]
-    multiple = config.flow.frame_multiple
+    multiple = config.frame_multiple
     assert constant["length"] == math.ceil(364 / multiple) * multiple
     assert [c["sigma"] for c in constant["conditions"]] == [0.0, 0.05, 0.2]
     assert constant["inputs"] == ["constant 0", "constant 1", "N(0, 0.5²)"]
@@ -322,7 +322,7 @@ def test_musdb_reader_rejects_a_broken_tree(tmp_path):
 def test_musdb_evaluation_with_a_stems_model(tmp_path):
     make_musdb_tree(tmp_path / "musdb")
     torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(sources=STEMS, flow=TINY_FLOW, mixing="sum")).eval()
+    priors = SourcePriors(ModelConfig(sources=STEMS, architecture=TINY_FLOW, mixing="sum")).eval()
     save_model(priors, tmp_path / "model")
     notices: list[str] = []
     config = dataclasses.replace(SMALL, dataset="musdb", root=str(tmp_path / "musdb"),

@@ -41,7 +41,7 @@ INFO = {
 def tiny_model(folder: Path, sources: tuple[str, ...] = ("a", "b"), sample_rate: int = 16000,
                seed: int = 0, info: dict | None = None) -> Path:
     """Save a tiny model folder whose weights depend on `seed` (no coupling is the identity)."""
-    priors = SourcePriors(ModelConfig(sources=sources, sample_rate=sample_rate, flow=TINY_FLOW))
+    priors = SourcePriors(ModelConfig(sources=sources, sample_rate=sample_rate, architecture=TINY_FLOW))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in priors.parameters():
@@ -357,16 +357,16 @@ def test_cli_separate_with_a_pinned_hub_model_end_to_end(hub, tmp_path):
 
 
 def test_combined_config_keeps_what_the_parts_share():
-    gains = ModelConfig(sources=("a", "b"), flow=TINY_FLOW, mixing="gains", gains=(0.5, 2.0),
+    gains = ModelConfig(sources=("a", "b"), architecture=TINY_FLOW, mixing="gains", gains=(0.5, 2.0),
                         sigma_min=0.01, sigma_max=0.5)
     deeper = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=1, n_layers=1, residual_channels=4,
                         skip_channels=4, cond_channels=2)
-    other = ModelConfig(sources=("c",), flow=deeper, mixing="gains", gains=(3.0,),
+    other = ModelConfig(sources=("c",), architecture=deeper, mixing="gains", gains=(3.0,),
                         sigma_min=0.1, sigma_max=1.0)
     config = combine_configs([gains, other], [SourceRef("b", 0, "b"), SourceRef("c", 1, "c")])
-    assert (config.sources, config.gains, config.flow.frame_multiple) == (("b", "c"), (2.0, 3.0),
+    assert (config.sources, config.gains, config.frame_multiple) == (("b", "c"), (2.0, 3.0),
                                                                           4)
     assert (config.sigma_min, config.sigma_max) == (0.1, 0.5)
-    mean = ModelConfig(sources=("d",), flow=TINY_FLOW)
+    mean = ModelConfig(sources=("d",), architecture=TINY_FLOW)
     with pytest.raises(ValueError, match="different mixing"):
         combine_configs([gains, mean], [SourceRef("a", 0, "a"), SourceRef("d", 1, "d")])

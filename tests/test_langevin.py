@@ -211,7 +211,7 @@ def test_schedule_and_validation():
 def test_runs_on_a_real_flow_prior_without_touching_its_parameters():
     flow = FlowConfig(early_squeezes=0, n_blocks=1, n_flows=1, n_layers=1, residual_channels=4,
                       skip_channels=4, cond_channels=2)
-    priors = SourcePriors(ModelConfig(sources=("a", "b"), flow=flow)).eval()
+    priors = SourcePriors(ModelConfig(sources=("a", "b"), architecture=flow)).eval()
     mix = torch.randn(2, 16)
     config = LangevinConfig(bound=None, n_levels=2, steps_per_level=2, n_chains=2, init="mix",
                             final_step="denoise")

@@ -12,8 +12,8 @@ from tests.conftest import TINY_FLOW, randomize_couplings
 
 def test_grouped_and_separate_layouts_compute_the_same_density():
     torch.manual_seed(0)
-    grouped = SourcePriors(ModelConfig(flow=TINY_FLOW, grouped=True))
-    separate = SourcePriors(ModelConfig(flow=TINY_FLOW, grouped=False))
+    grouped = SourcePriors(ModelConfig(architecture=TINY_FLOW, grouped=True))
+    separate = SourcePriors(ModelConfig(architecture=TINY_FLOW, grouped=False))
     randomize_couplings(grouped)
     grouped.train()
     grouped(torch.randn(4, 4, 64))
@@ -39,7 +39,7 @@ def test_receptive_field_matches_the_trained_model_and_the_bound(early_squeezes)
     """The span one latent depends on, measured on a differently initialised model."""
     flow = FlowConfig(early_squeezes=early_squeezes, n_blocks=2, n_flows=1, n_layers=2,
                       residual_channels=4, skip_channels=4, cond_channels=3)
-    config = ModelConfig(sources=("a",), flow=flow)
+    config = ModelConfig(sources=("a",), architecture=flow)
     priors = SourcePriors(config).double()
     randomize_couplings(priors, std=1.0)
     priors.eval()
@@ -54,7 +54,7 @@ def test_receptive_field_matches_the_trained_model_and_the_bound(early_squeezes)
 
 def test_samples_have_the_requested_shape_and_are_finite():
     torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(flow=TINY_FLOW))
+    priors = SourcePriors(ModelConfig(architecture=TINY_FLOW))
     priors.eval()
     samples = priors.sample(3, 130, temperature=0.5, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (3, 4, 128)

@@ -18,7 +18,7 @@ from tests.conftest import TINY_FLOW, randomize_couplings
 @pytest.fixture
 def trained_priors() -> SourcePriors:
     torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(flow=TINY_FLOW, sources=("drums", "bass")))
+    priors = SourcePriors(ModelConfig(architecture=TINY_FLOW, sources=("drums", "bass")))
     priors.train()
     priors(torch.randn(4, 2, 64) * 0.3 + 0.1)  # ActNorm's data-dependent init
     randomize_couplings(priors)
@@ -43,9 +43,10 @@ def test_save_load_round_trip_keeps_actnorm(tmp_path, trained_priors):
 def test_config_json_describes_the_model(tmp_path, trained_priors):
     save_model(trained_priors, tmp_path)
     raw = json.loads((tmp_path / "config.json").read_text())
-    assert raw["format_version"] == 1
+    assert raw["format_version"] == 2
     assert raw["model"]["sources"] == ["drums", "bass"]
-    assert raw["model"]["flow"]["n_blocks"] == TINY_FLOW.n_blocks
+    assert raw["model"]["family"] == "flowavenet"
+    assert raw["model"]["architecture"]["n_blocks"] == TINY_FLOW.n_blocks
     config, info = read_config(tmp_path)
     assert config.sources == ("drums", "bass") and info["parameters"] > 0
     assert "library_name: priorsep" in (tmp_path / "README.md").read_text()
@@ -70,7 +71,7 @@ def test_broken_folders_name_the_file(tmp_path, trained_priors):
 def test_weights_of_another_architecture_are_rejected(tmp_path, trained_priors):
     save_model(trained_priors, tmp_path)
     raw = json.loads((tmp_path / "config.json").read_text())
-    raw["model"]["flow"]["n_layers"] = 3
+    raw["model"]["architecture"]["n_layers"] = 3
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ModelFormatError, match="does not match config.json"):
         load_model(tmp_path)
@@ -82,3 +83,24 @@ def test_written_files_get_the_usual_permissions(tmp_path, trained_priors):
     os.umask(umask)
     for name in ("config.json", "model.safetensors", "README.md"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_format_version_1_folders_load_as_flowavenet(tmp_path, trained_priors):
+    save_model(trained_priors, tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    model = raw["model"]
+    model["flow"] = model.pop("architecture")
+    del model["family"]
+    raw["format_version"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    loaded = load_model(tmp_path)
+    assert loaded.config == trained_priors.config and loaded.config.family == "flowavenet"
+
+
+def test_an_unknown_family_is_a_format_error(tmp_path, trained_priors):
+    save_model(trained_priors, tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["model"]["family"] = "transformer"
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelFormatError, match="unknown prior family 'transformer'"):
+        load_model(tmp_path)

@@ -31,7 +31,7 @@ def validation_set() -> torch.Tensor:
 
 
 def test_training_raises_held_out_likelihood(tmp_path):
-    config = ModelConfig(flow=TINY_FLOW)
+    config = ModelConfig(architecture=TINY_FLOW)
     validation = validation_set()
     torch.manual_seed(0)
     steps = TrainConfig(steps=60, batch_size=4, frame_length=512, lr=1e-2, seed=0)
@@ -47,7 +47,7 @@ def test_training_raises_held_out_likelihood(tmp_path):
 
 
 def test_resume_continues_bit_for_bit(tmp_path):
-    config = ModelConfig(flow=TINY_FLOW)
+    config = ModelConfig(architecture=TINY_FLOW)
     train(config, SHORT, ToySources(), tmp_path / "straight")
 
     def die_after_checkpoint(progress):
@@ -65,7 +65,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
-    config = ModelConfig(flow=TINY_FLOW)
+    config = ModelConfig(architecture=TINY_FLOW)
 
     def press_ctrl_c(progress):
         if progress.step == 2:
@@ -80,7 +80,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
 
 
 def test_existing_checkpoint_needs_resume_and_resume_needs_same_options(tmp_path):
-    config = ModelConfig(flow=TINY_FLOW)
+    config = ModelConfig(architecture=TINY_FLOW)
     train(config, SHORT, ToySources(), tmp_path)
     with pytest.raises(UsageError, match="--resume"):
         train(config, SHORT, ToySources(), tmp_path)
@@ -93,7 +93,7 @@ def test_existing_checkpoint_needs_resume_and_resume_needs_same_options(tmp_path
 
 def test_checkpoint_write_is_atomic(tmp_path):
     """A crash while saving leaves the previous checkpoint, never a half-written file."""
-    config = ModelConfig(flow=TINY_FLOW)
+    config = ModelConfig(architecture=TINY_FLOW)
     train(config, SHORT, ToySources(), tmp_path)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []

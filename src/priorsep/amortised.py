@@ -160,7 +160,7 @@ def train_posterior(
                          "of several")
     out_dir = Path(out_dir)
     model_config = priors.config
-    multiple = math.lcm(model_config.flow.frame_multiple, posterior_config.frame)
+    multiple = math.lcm(model_config.frame_multiple, posterior_config.frame)
     if train_config.frame_length % multiple:
         raise UsageError(f"--frame-length must be a multiple of {multiple}")
     rank, world = distributed_rank()

@@ -24,12 +24,14 @@ import torch
 
 from priorsep.amortised import posterior_estimate
 from priorsep.audio import resample, to_mono
-from priorsep.config import LangevinConfig, from_dict
+from priorsep.config import DiffusionConfig, LangevinConfig
 from priorsep.errors import ModelFormatError, UsageError
+from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
-from priorsep.nn.prior import SourcePriors
-from priorsep.separation.apply import separate_long
+from priorsep.separation.apply import segment_starts, separate_long
+from priorsep.separation.diffusion import diffusion_separate
 from priorsep.separation.langevin import langevin_separate
+from priorsep.storage import SeparationSettings, read_separation
 from priorsep.separation.mixing import Mixing
 
 DEFAULT_MODEL = "toy"
@@ -37,21 +39,22 @@ DEFAULT_MODEL = "toy"
 
 def load_pretrained(model: str | os.PathLike, device: str | torch.device = "cpu",
                     notify: Callable[[str], None] | None = None
-                    ) -> tuple[SourcePriors, dict[str, Any]]:
+                    ) -> tuple[SourcePrior, dict[str, Any]]:
     """Resolve a model id (bundled name, local folder, Hub repo, list or bag) and load it.
 
     Returns:
         (priors, info): info is the `info` of the model's config.json (empty for combinations),
         where the model's tuned separation settings live under "separation".
     """
-    priors, info, _ = _load(model, device, notify, with_posterior=False)
+    priors, info, _, _ = _load(model, device, notify, with_posterior=False)
     return priors, info
 
 
 def _load(model: str | os.PathLike, device: str | torch.device,
           notify: Callable[[str], None] | None, with_posterior: bool
-          ) -> tuple[SourcePriors, dict[str, Any], PosteriorEncoder | None]:
-    """(priors, info, the stored posterior encoder or None) of a model id."""
+          ) -> tuple[SourcePrior, dict[str, Any], PosteriorEncoder | None, SeparationSettings]:
+    """(priors, info, the stored posterior encoder or None, the stored separation settings)
+    of a model id."""
     from priorsep import hub
     from priorsep.amortised import load_posterior
     from priorsep.storage import read_config
@@ -69,56 +72,75 @@ def _load(model: str | os.PathLike, device: str | torch.device,
         if encoder is None:
             raise UsageError(f"{resolved.model_id} has no amortised posterior; train one with "
                              "`priorsep train-posterior`, or use --method langevin")
-    return priors, info, encoder
+    settings = SeparationSettings()
+    if resolved.folder is not None:
+        try:
+            settings = read_separation(resolved.folder)
+        except ModelFormatError as error:
+            raise ModelFormatError(f"{resolved.model_id}: {error}") from None
+    return priors, info, encoder, settings
 
 
-METHODS = ("langevin", "posterior", "posterior+langevin")
+METHODS = ("langevin", "diffusion", "posterior", "posterior+langevin")
 
 
-def _check_method(method: str) -> None:
-    if method not in METHODS:
+def _check_method(method: str | None) -> None:
+    if method is not None and method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose {', '.join(METHODS)}")
+
+
+def default_method(priors: SourcePrior) -> str:
+    """Diffusion sampling for score priors, Langevin for density priors."""
+    return "langevin" if priors.has_log_prob else "diffusion"
 
 
 class Separator:
     """Separates mixes into the sources of a set of priors.
 
-    Three methods:
-    - "langevin": Langevin posterior sampling under the priors (`priorsep.separation.langevin`);
+    Four methods:
+    - "langevin": (annealed) Langevin posterior sampling under the priors
+      (`priorsep.separation.langevin`);
+    - "diffusion": the independent-priors diffusion sampler with the mix as an exact constraint
+      (`priorsep.separation.diffusion`), the default for score priors;
     - "posterior": one forward pass of the amortised posterior encoder (`priorsep.amortised`),
       its mean, or the average of `samples` draws;
     - "posterior+langevin": the encoder's mean starts a short Langevin refinement.
 
     Args:
         priors: the source priors (eval mode).
-        langevin: the sampler's settings (default: those stored with the model, else the
-            package defaults).
-        segment_length: samples the separator sees at once (rounded to the models' multiple).
-        overlap: samples shared by consecutive segments.
+        langevin, diffusion: the samplers' settings (default: the package defaults).
+        segment_length: samples the separator sees at once (rounded to the models' multiple;
+            default: the priors' own segment length, else 16384).
+        overlap: samples shared by consecutive segments (default: an eighth of a segment).
         batch_size: segments separated together (bounds memory).
-        method: one of `METHODS`.
+        method: one of `METHODS` (default: `default_method(priors)`).
         encoder: the amortised posterior, needed by the two posterior methods.
         samples: posterior draws to average (0: the analytic posterior mean).
     """
 
-    def __init__(self, priors: SourcePriors, langevin: LangevinConfig | None = None,
-                 segment_length: int = 16384, overlap: int | None = None,
-                 batch_size: int = 4, method: str = "langevin",
-                 encoder: PosteriorEncoder | None = None, samples: int = 0) -> None:
+    def __init__(self, priors: SourcePrior, langevin: LangevinConfig | None = None,
+                 segment_length: int | None = None, overlap: int | None = None,
+                 batch_size: int = 4, method: str | None = None,
+                 encoder: PosteriorEncoder | None = None, samples: int = 0,
+                 diffusion: DiffusionConfig | None = None) -> None:
         _check_method(method)
-        if method != "langevin" and encoder is None:
-            raise UsageError(f"--method {method} needs a model with an amortised posterior")
+        method = method or default_method(priors)
+        if method.startswith("posterior") and encoder is None:
+            raise UsageError(f"method {method} needs a model with an amortised posterior")
         if samples < 0:
-            raise UsageError("--samples must be at least 0")
+            raise UsageError("samples must be at least 0")
         self.priors = priors.eval()
         self.langevin = langevin or LangevinConfig()
+        self.diffusion = diffusion or DiffusionConfig()
         self.method = method
         self.encoder = encoder.eval() if encoder is not None else None
         self.samples = samples
-        multiple = priors.config.flow.frame_multiple
+        multiple = priors.frame_multiple
         if encoder is not None:
             multiple = math.lcm(multiple, encoder.config.frame)
         self.multiple = multiple
+        if segment_length is None:
+            segment_length = priors.segment_length or 16384
         self.segment_length = max(segment_length // multiple, 1) * multiple
         self.overlap = self.segment_length // 8 if overlap is None else overlap
         self.batch_size = batch_size
@@ -128,10 +150,12 @@ class Separator:
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL,
                         device: str | torch.device = "cpu",
                         notify: Callable[[str], None] | None = None,
-                        method: str = "langevin", samples: int = 0,
-                        **langevin_overrides: Any) -> Separator:
-        """Load a model by id; its stored separation settings, then `langevin_overrides`, apply.
+                        method: str | None = None, samples: int = 0,
+                        **overrides: Any) -> Separator:
+        """Load a model by id; its stored separation settings, then `overrides`, apply.
 
+        `overrides` are fields of the chosen sampler's configuration (`LangevinConfig` or
+        `DiffusionConfig`), or `steps` (score evaluations in all); None values are ignored.
         For "posterior+langevin" the refinement runs a quarter of the stored Langevin steps
         unless `steps_per_level` is given.
 
@@ -139,15 +163,51 @@ class Separator:
             notify: receives notices while resolving the model (e.g. a fallback to the cache).
         """
         _check_method(method)  # before loading: a wrong method must not cost a download
-        priors, info, encoder = _load(model, device, notify, with_posterior=method != "langevin")
-        stored = info.get("separation", {})
-        langevin = from_dict(LangevinConfig, stored) if stored else LangevinConfig()
+        wants_encoder = method is not None and method.startswith("posterior")
+        priors, _, encoder, settings = _load(model, device, notify,
+                                             with_posterior=wants_encoder)
+        method = method or settings.method or default_method(priors)
+        langevin = settings.langevin
         if method == "posterior+langevin":
             langevin = dataclasses.replace(
                 langevin, steps_per_level=max(1, langevin.steps_per_level // 4))
-        overrides = {k: v for k, v in langevin_overrides.items() if v is not None}
-        return cls(priors, dataclasses.replace(langevin, **overrides), method=method,
-                   encoder=encoder, samples=samples)
+        separator = cls(priors, langevin, method=method, encoder=encoder, samples=samples,
+                        diffusion=settings.diffusion)
+        separator.configure(**overrides)
+        return separator
+
+    def configure(self, steps: int | None = None, **fields: Any) -> None:
+        """Change the active sampler's settings: `steps` (score evaluations in all: Langevin
+        keeps its levels and cuts the steps per level; diffusion sets its steps), then any
+        fields of its configuration. None values are ignored.
+
+        Raises:
+            UsageError: a value the sampler cannot use (naming the field).
+        """
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if steps is not None and steps < 1:
+            raise UsageError("steps must be at least 1")
+        try:
+            if self.method == "diffusion":
+                if steps is not None:
+                    fields.setdefault("steps", steps)
+                self.diffusion = dataclasses.replace(self.diffusion, **fields)
+            else:
+                if steps is not None:
+                    n_levels = min(self.langevin.n_levels, steps)
+                    fields.update(n_levels=n_levels, steps_per_level=max(steps // n_levels, 1))
+                self.langevin = dataclasses.replace(self.langevin, **fields)
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from None
+
+    @property
+    def evaluations_per_segment(self) -> int:
+        """Prior score evaluations per batch of segments (0 for the posterior's one pass)."""
+        if self.method == "diffusion":
+            return self.diffusion.total_evaluations
+        if self.method == "posterior":
+            return 0
+        return self.langevin.total_steps
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -159,11 +219,15 @@ class Separator:
 
     @property
     def device(self) -> torch.device:
-        return next(self.priors.parameters()).device
+        return self.priors.device
 
-    def _separate_segments(self, segments: torch.Tensor) -> torch.Tensor:
+    def _separate_segments(self, segments: torch.Tensor,
+                           progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """(n, length) mixes -> (n, n_sources, length) estimates of the sources."""
         segments = segments.to(self.device)
+        if self.method == "diffusion":
+            return diffusion_separate(self.priors, segments, self.mixing, self.diffusion,
+                                      progress=progress).sources
         initial = None
         if self.method != "langevin":
             generator = torch.Generator().manual_seed(self.langevin.seed)
@@ -172,7 +236,7 @@ class Separator:
             if self.method == "posterior":
                 return initial
         result = langevin_separate(self.priors, segments, self.mixing, self.langevin,
-                                   initial=initial)
+                                   initial=initial, progress=progress)
         return result.sources
 
     def separate_tensor(self, mix: torch.Tensor,
@@ -181,14 +245,33 @@ class Separator:
 
         Args:
             mix: (time,) or (batch, time).
-            progress: called with (segments done, total segments).
+            progress: called with (work done, total work), counted in prior evaluations over
+                every batch of segments (in batches of segments for the one-pass posterior).
 
         Returns:
             (n_sources, time) or (batch, n_sources, time), on the CPU.
         """
-        estimates = separate_long(mix.float(), self._separate_segments, self.segment_length,
-                                  self.overlap, self.multiple,
-                                  self.batch_size, progress)
+        rows = 1 if mix.dim() == 1 else mix.shape[0]
+        n_segments = rows * len(segment_starts(mix.shape[-1], self.segment_length, self.overlap))
+        n_calls = -(-n_segments // self.batch_size)
+        per_call = self.evaluations_per_segment
+        calls_done = 0
+
+        def segment_fn(segments: torch.Tensor) -> torch.Tensor:
+            nonlocal calls_done
+
+            def step(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(calls_done * per_call + done, n_calls * per_call)
+
+            estimates = self._separate_segments(segments, step if per_call else None)
+            calls_done += 1
+            if progress is not None and not per_call:
+                progress(calls_done, n_calls)
+            return estimates
+
+        estimates = separate_long(mix.float(), segment_fn, self.segment_length, self.overlap,
+                                  self.multiple, self.batch_size)
         return estimates.cpu()
 
     def separate_audio(self, audio: torch.Tensor, rate: int,

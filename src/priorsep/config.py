@@ -75,30 +75,138 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
+class ScoreConfig:
+    """Architecture of the score-based priors: sigma-conditioned denoisers (see `priorsep.nn.score`).
+
+    Front ends: "time" (a dilated WaveNet over frames of `frame` samples), "spectral" (a dilated
+    WaveNet over the bins of the orthonormal FFT of the whole segment) or "hybrid" (both, outputs
+    summed). Layer i of a stack has dilation 2**(i % cycle).
+    """
+
+    front_end: str = "hybrid"
+    frame: int = 8
+    """Samples per time step of the time branch; input lengths must be a multiple of it."""
+    time_channels: int = 48
+    time_layers: int = 10
+    time_cycle: int = 10
+    spectral_frame: int = 4
+    """Neighbouring frequency bins per step of the spectral branch (its squeeze)."""
+    spectral_channels: int = 32
+    spectral_layers: int = 12
+    spectral_cycle: int = 12
+    kernel_size: int = 3
+    embedding_channels: int = 32
+    """Width of the noise-level embedding added into every gate."""
+    shared: bool = False
+    """One network for all sources, told the source by a learnt embedding, instead of one
+    grouped network per source."""
+    sigma_data: float = 0.6
+    """Standard deviation of the clean data in EDM's preconditioning."""
+    segment_length: int = 4096
+    """Samples per segment at separation: the spectral view is learnt on segments of this
+    length (the training frame length)."""
+
+    def __post_init__(self) -> None:
+        if self.front_end not in ("time", "spectral", "hybrid"):
+            raise ValueError(f"unknown front_end {self.front_end!r}; "
+                             "choose time, spectral or hybrid")
+        if min(self.frame, self.spectral_frame, self.time_layers, self.spectral_layers, self.time_cycle,
+               self.spectral_cycle, self.time_channels, self.spectral_channels,
+               self.embedding_channels) < 1:
+            raise ValueError("frame, layers, cycles and channels must be at least 1")
+        if self.kernel_size % 2 != 1:
+            raise ValueError("kernel_size must be odd (the denoiser is non-causal)")
+        if self.sigma_data <= 0:
+            raise ValueError("sigma_data must be positive")
+        if self.segment_length < 1 or self.segment_length % self.frame:
+            raise ValueError("segment_length must be a positive multiple of frame")
+
+    @property
+    def frame_multiple(self) -> int:
+        """Input lengths must be a multiple of this."""
+        return self.frame
+
+
+@dataclass(frozen=True)
+class GaussianConfig:
+    """Analytic priors: every sample of source k independent N(means[k], variances[k]).
+
+    No parameters to learn: the reference family whose posterior is known in closed form, for
+    checking samplers and the separator.
+    """
+
+    means: tuple[float, ...] = (0.0,)
+    variances: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        if len(self.means) != len(self.variances) or not self.means:
+            raise ValueError("means and variances need one entry per source")
+        if min(self.variances) <= 0:
+            raise ValueError("variances must be positive")
+
+    @property
+    def frame_multiple(self) -> int:
+        return 1
+
+
+ARCHITECTURES: dict[str, type] = {"flowavenet": FlowConfig, "score": ScoreConfig,
+                                  "gaussian": GaussianConfig}
+"""Prior family name -> the dataclass of its architecture (the family is stored by name)."""
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a set of source priors from `config.json` alone."""
+    """Everything needed to rebuild a set of source priors from `config.json` alone.
+
+    `architecture` is the configuration of one prior family; `family` names it and is filled in
+    from the architecture's type when left empty.
+    """
 
     sources: tuple[str, ...] = ("sine", "sawtooth", "square", "triangle")
     sample_rate: int = 16000
-    flow: FlowConfig = field(default_factory=FlowConfig)
+    architecture: FlowConfig | ScoreConfig | GaussianConfig = field(default_factory=FlowConfig)
     grouped: bool = True
-    """One module whose convolutions use groups=len(sources), or one module per source."""
+    """One module for all sources (convolutions with groups=len(sources)), or one per source."""
     sigma_min: float = 0.0
     sigma_max: float = 0.0
     """Noise levels the priors were trained on (0, 0 for clean priors)."""
     mixing: str = "mean"
     gains: tuple[float, ...] | None = None
+    family: str = ""
 
     def __post_init__(self) -> None:
         if not self.sources or len(set(self.sources)) != len(self.sources):
             raise ValueError("sources must be a non-empty list of distinct names")
         if self.sample_rate <= 0:
             raise ValueError("sample_rate must be positive")
+        names = [name for name, cls in ARCHITECTURES.items()
+                 if isinstance(self.architecture, cls)]
+        if not names:
+            raise ValueError(f"unknown architecture type {type(self.architecture).__name__}")
+        if self.family and self.family != names[0]:
+            raise ValueError(f"family {self.family!r} does not match a "
+                             f"{type(self.architecture).__name__}")
+        object.__setattr__(self, "family", names[0])
+
+    @property
+    def frame_multiple(self) -> int:
+        """Input lengths must be a multiple of this."""
+        return self.architecture.frame_multiple
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Rebuild from `asdict`; a dict with a "flow" entry and no family is a FloWaveNet
+        model of format version 1."""
         values = dict(values)
-        values["flow"] = from_dict(FlowConfig, values.get("flow", {}))
+        if "flow" in values:  # format version 1: only flows existed
+            values["architecture"] = values.pop("flow")
+            values.setdefault("family", "flowavenet")
+        family = values.get("family") or "flowavenet"
+        if family not in ARCHITECTURES:
+            raise ValueError(f"unknown prior family {family!r}; "
+                             f"known: {', '.join(ARCHITECTURES)}")
+        values["family"] = family
+        values["architecture"] = from_dict(ARCHITECTURES[family], values.get("architecture", {}))
         return from_dict(cls, values)
 
 
@@ -267,3 +375,70 @@ class LangevinConfig:
     def gamma_at(self, sigma: float) -> float:
         """gamma = gamma_scale * sigma."""
         return self.gamma_scale * sigma
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Separation with score priors by a diffusion sampler (see `priorsep.separation.diffusion`).
+
+    Karras' schedule of `steps` noise levels from sigma_max to sigma_min (then 0), Euler or Heun
+    steps of the probability-flow ODE, EDM's churn, the Dirac constraint of Mariani et al. 2024
+    (or a Gaussian likelihood), and optional Langevin corrections.
+    """
+
+    steps: int = 40
+    sigma_max: float = 1.0
+    sigma_min: float = 0.005
+    rho: float = 7.0
+    """Karras' schedule exponent: larger spends more steps at low noise."""
+    solver: str = "heun"
+    """"euler" (one score evaluation per step) or "heun" (two, second order)."""
+    churn: float = 0.0
+    """EDM's S_churn: noise re-injected per step is min(churn / steps, sqrt(2) - 1) of sigma."""
+    churn_min: float = 0.0
+    churn_max: float = float("inf")
+    """Churn only for sigma in [churn_min, churn_max]."""
+    noise_scale: float = 1.0
+    """EDM's S_noise: scale of the re-injected noise."""
+    corrector_steps: int = 0
+    """Langevin correction steps after every step (each one more score evaluation)."""
+    corrector_size: float = 0.1
+    """Step size of a correction, in units of sigma**2."""
+    constraint: str = "projection"
+    """"dirac": the last source is solved from the mix (MSDM); "projection": the sources stay
+    on the plane that mixes to the mix and move along the projected score (exact, symmetric);
+    "gaussian": every source is sampled under a Gaussian likelihood of width
+    gamma_scale * sigma."""
+    gamma_scale: float = 1.0
+    init: str = "noise"
+    """"noise": start at sigma_max noise; "mix": the mix in every slot (the least-norm sources
+    that mix to it) plus sigma_max noise."""
+    n_chains: int = 1
+    """Chains per mix, run in one batch; the one nearest a fixed point of the denoisers wins."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.n_chains < 1 or self.corrector_steps < 0:
+            raise ValueError("steps and n_chains must be at least 1, corrector_steps at least 0")
+        if not 0 < self.sigma_min <= self.sigma_max:
+            raise ValueError("need 0 < sigma_min <= sigma_max")
+        if self.rho <= 0 or self.churn < 0 or self.noise_scale < 0 or self.corrector_size <= 0:
+            raise ValueError("rho and corrector_size must be positive, churn and noise_scale "
+                             "non-negative")
+        if self.solver not in ("euler", "heun"):
+            raise ValueError(f"unknown solver {self.solver!r}; choose euler or heun")
+        if self.constraint not in ("dirac", "projection", "gaussian"):
+            raise ValueError(f"unknown constraint {self.constraint!r}; "
+                             "choose dirac, projection or gaussian")
+        if self.gamma_scale <= 0:
+            raise ValueError("gamma_scale must be positive")
+        if self.init not in ("noise", "mix"):
+            raise ValueError(f"unknown init {self.init!r}; choose noise or mix")
+
+    @property
+    def total_evaluations(self) -> int:
+        """Score evaluations per run: every step (two for Heun but the last), the corrections
+        after every step but the last, and one final check."""
+        per_step = (2 if self.solver == "heun" else 1) + self.corrector_steps
+        return (self.steps - 1) * per_step + 1 + 1
+

@@ -65,3 +65,9 @@ class TrainingInterrupted(PriorsepError):
     """Training was stopped by the user after a checkpoint was saved."""
 
     exit_code = 130
+
+
+class CapabilityError(PriorsepError, NotImplementedError):
+    """A prior family lacks what was asked of it (e.g. `log_prob` of a score-only prior)."""
+
+    exit_code = 2

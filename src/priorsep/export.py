@@ -22,22 +22,31 @@ from priorsep.amortised import load_posterior
 from priorsep.config import ModelConfig
 from priorsep.errors import UsageError
 from priorsep.hub import BAG_NAME, ResolvedModel, resolve_model
+from priorsep.nn.registry import build_priors
 from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
     FORMAT_VERSION,
     POSTERIOR_NAME,
+    SEPARATION_NAME,
     WEIGHTS_NAME,
     atomic_write_text,
     load_model,
     read_config,
+    read_separation,
 )
 
-TAGS = ("audio", "source-separation", "normalizing-flow", "flowavenet", "priorsep")
+TAGS = ("audio", "source-separation", "priorsep")
+FAMILY_TAGS = {"flowavenet": ("normalizing-flow", "flowavenet"),
+               "score": ("score-based", "diffusion")}
 REFERENCES = (
     "FloWaveNet: Kim et al. 2019, *FloWaveNet: A Generative Flow for Raw Audio*, arXiv:1811.02155",
     "BASIS: Jayaram & Thickstun 2020, *Source Separation with Deep Generative Priors*, "
     "arXiv:2002.07942",
+    "EDM: Karras et al. 2022, *Elucidating the Design Space of Diffusion-Based Generative "
+    "Models*, arXiv:2206.00364",
+    "MSDM: Mariani et al. 2024, *Multi-Source Diffusion Models for Simultaneous Music "
+    "Generation and Separation*, arXiv:2302.02257",
 )
 
 
@@ -94,18 +103,21 @@ def _copy_model(folder: Path, out: Path) -> tuple[ModelConfig, dict[str, Any]]:
     load_model(folder)  # raises ModelFormatError naming the file if anything is off
     load_posterior(folder)
     out.mkdir(parents=True, exist_ok=True)
-    optional = [POSTERIOR_NAME] if (folder / POSTERIOR_NAME).is_file() else []
+    read_separation(folder)
+    optional = [name for name in (POSTERIOR_NAME, SEPARATION_NAME) if (folder / name).is_file()]
     for name in [CONFIG_NAME, WEIGHTS_NAME, *optional]:
         shutil.copyfile(folder / name, out / name)  # follows the cache's symlinks
     return read_config(out)
 
 
 def _front_matter(license: str, datasets: Sequence[str], tags: Sequence[str],
-                  infos: Sequence[dict[str, Any]]) -> str:
+                  infos: Sequence[dict[str, Any]], configs: Sequence[ModelConfig]) -> str:
     known = [d for info in infos for d in info.get("datasets", []) if isinstance(d, str)]
     data = ModelCardData(
         library_name="priorsep", license=license, pipeline_tag="audio-to-audio",
-        tags=list(dict.fromkeys([*TAGS, *tags])),
+        tags=list(dict.fromkeys([*TAGS, *(tag for config in configs
+                                          for tag in FAMILY_TAGS.get(config.family, ())),
+                                 *tags])),
         datasets=list(dict.fromkeys([*datasets, *known])))
     return f"---\n{data.to_yaml()}\n---\n"
 
@@ -123,20 +135,23 @@ def _usage(repo_id: str | None, n_sources: int) -> list[str]:
         "from priorsep.hub import load_priors",
         "",
         f'priors = load_priors("{name}")',
-        f"log_prob = priors.log_prob(sources, sigma=0.0)  # (batch, {n_sources}, time) -> "
-        f"(batch, {n_sources}) nats",
+        f"score = priors.score(sources, sigma=0.1)  # (batch, {n_sources}, time), "
+        "grad log p_sigma",
         "```",
     ]
 
 
+def family_name(config: ModelConfig) -> str:
+    """How a card names the priors' family."""
+    return {"flowavenet": "FloWaveNet", "score": "Score-based"}.get(config.family,
+                                                                    config.family)
+
+
 def _model_table(config: ModelConfig, info: dict[str, Any]) -> list[str]:
-    flow = config.flow
     rows = [
         ("sources", ", ".join(config.sources)),
         ("sample rate", f"{config.sample_rate} Hz"),
-        ("architecture", f"FloWaveNet, {flow.n_blocks} blocks x {flow.n_flows} flows x "
-                         f"{flow.n_layers} WaveNet layers, width {flow.residual_channels}, "
-                         f"noise-level embedding {flow.cond_channels}"),
+        ("architecture", build_priors(config).summary()),
         ("layout", "one grouped module" if config.grouped else "one module per source"),
         ("parameters", f"{info['parameters']:,}" if "parameters" in info else "unknown"),
         ("noise levels trained on", f"sigma in [{config.sigma_min}, {config.sigma_max}]"),
@@ -176,12 +191,12 @@ def model_card(config: ModelConfig, info: dict[str, Any], *, title: str,
                tags: Sequence[str]) -> str:
     """The README.md of one exported model: front matter, usage, model, training, evaluation."""
     lines = [
-        _front_matter(license, datasets, tags, [info]),
+        _front_matter(license, datasets, tags, [info], [config]),
         f"# {info.get('name', title)}", "",
-        f"FloWaveNet source priors for **{', '.join(config.sources)}** at "
+        f"{family_name(config)} source priors for **{', '.join(config.sources)}** at "
         f"{config.sample_rate} Hz, for unsupervised source separation with `priorsep`. Each "
-        "source has its own density, learned from solo recordings of that source only; a mix "
-        "is separated by sampling the sources from the posterior with Langevin dynamics.", "",
+        "source has its own prior, learned from solo recordings of that source only; a mix "
+        "is separated by sampling the sources from the posterior under the mix.", "",
         *_usage(repo_id, len(config.sources)), "",
         "## Model", "",
         *_model_table(config, info),
@@ -204,9 +219,10 @@ def bag_card(resolved: ResolvedModel,
     """
     config = resolved.config
     lines = [
-        _front_matter(license, datasets, tags, [info for *_, info in sections]),
+        _front_matter(license, datasets, tags, [info for *_, info in sections],
+                     [config for _, _, config, _ in sections]),
         f"# {title}", "",
-        f"FloWaveNet source priors for **{', '.join(config.sources)}** at "
+        f"Source priors for **{', '.join(config.sources)}** at "
         f"{config.sample_rate} Hz, gathered from {len(sections)} models, for unsupervised "
         f"source separation with `priorsep`. `{BAG_NAME}` names the subfolder of each source; "
         "every subfolder is a complete model folder.", "",

@@ -50,15 +50,17 @@ from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
     POSTERIOR_NAME,
+    SEPARATION_NAME,
     WEIGHTS_NAME,
     atomic_write_text,
 )
 
 BAG_NAME = "sources.json"
 """A folder holding this file (and no config.json) is a bag of per-source models."""
-LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME), "bag": (BAG_NAME,)}
+LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, SEPARATION_NAME),
+           "bag": (BAG_NAME,)}
 """The files of each kind of folder; the first one tells the kind."""
-OPTIONAL = (CARD_NAME, POSTERIOR_NAME)
+OPTIONAL = (CARD_NAME, POSTERIOR_NAME, SEPARATION_NAME)
 """Files a model folder may lack: the card, and the amortised posterior."""
 COMMIT = re.compile(r"[0-9a-f]{40}")
 

@@ -19,14 +19,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from priorsep.config import ModelConfig
+from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
 from priorsep.errors import ModelFormatError
-from priorsep.nn.prior import SourcePriors, receptive_field
+from priorsep.nn.interface import SourcePrior
+from priorsep.nn.registry import build_priors
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: `model` names its `family` and holds its `architecture`; 1 (FloWaveNet only) held `flow`."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+SEPARATION_NAME = "separation.json"
+"""Optional: the tuned sampler settings (see `SeparationSettings`)."""
 POSTERIOR_NAME = "posterior.safetensors"
 """Optional: the amortised posterior encoder (see `priorsep.amortised`)."""
 _UMASK = os.umask(0)
@@ -54,26 +58,26 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def model_card(config: ModelConfig, info: dict[str, Any]) -> str:
     """A Markdown model card: what the priors are, what they were trained on, how they score."""
-    flow = config.flow
+    priors = build_priors(config)
+    family = {"flowavenet": "normalizing-flow, flowavenet", "score": "score-based, diffusion"}
     lines = [
         "---",
         "library_name: priorsep",
         "license: mit",
-        "tags: [audio, source-separation, normalizing-flow, flowavenet]",
+        f"tags: [audio, source-separation, {family.get(config.family, config.family)}]",
         "---",
         "",
         f"# {info.get('name', 'priorsep priors')}",
         "",
-        f"FloWaveNet source priors for **{', '.join(config.sources)}** at "
+        f"{'FloWaveNet' if config.family == 'flowavenet' else 'Score-based'} source priors "
+        f"for **{', '.join(config.sources)}** at "
         f"{config.sample_rate} Hz, for unsupervised separation with `priorsep`.",
         "",
         "## Architecture",
         "",
-        f"- {flow.early_squeezes} early squeezes (groups of {2**flow.early_squeezes} samples), "
-        f"then {flow.n_blocks} blocks x {flow.n_flows} flows x {flow.n_layers} WaveNet layers, "
-        f"width {flow.residual_channels}, noise-level embedding {flow.cond_channels}",
-        f"- receptive field {receptive_field(config)} samples "
-        f"({1000 * receptive_field(config) / config.sample_rate:.0f} ms)",
+        f"- {priors.summary()}",
+        f"- receptive field {priors.receptive_field()} samples "
+        f"({1000 * priors.receptive_field() / config.sample_rate:.0f} ms)",
         f"- {'one grouped module' if config.grouped else 'one module per source'}, "
         f"{info.get('parameters', '?')} parameters",
         f"- noise levels trained on: sigma in [{config.sigma_min}, {config.sigma_max}]",
@@ -135,7 +139,7 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
 
 
 def save_model(
-    priors: SourcePriors, folder: str | os.PathLike, info: dict[str, Any] | None = None
+    priors: SourcePrior, folder: str | os.PathLike, info: dict[str, Any] | None = None
 ) -> Path:
     """Write `priors` as a model folder; `info` (training details, figures) goes into the card.
 
@@ -188,9 +192,66 @@ def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]
         raise ModelFormatError(f"{path}: invalid model config ({error})") from None
 
 
-def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SourcePriors:
+def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SourcePrior:
     """Rebuild the priors of a model folder from `config.json` and `model.safetensors`."""
     config, _ = read_config(folder)
-    priors = SourcePriors(config)
+    priors = build_priors(config)
     load_weights(priors, Path(folder) / WEIGHTS_NAME)
     return priors.to(device).eval()
+
+
+@dataclasses.dataclass(frozen=True)
+class SeparationSettings:
+    """The separation settings stored with a model: its method (None: the family's default)
+    and each sampler's configuration."""
+
+    method: str | None = None
+    langevin: LangevinConfig = dataclasses.field(default_factory=LangevinConfig)
+    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+
+
+def stored_settings(info: dict[str, Any]) -> SeparationSettings:
+    """The settings in `info["separation"]`: a dict with "method", "langevin", "diffusion"
+    (what `separation.json` holds), or, from older folders, the Langevin fields alone.
+
+    Raises:
+        ModelFormatError: the settings are not valid.
+    """
+    stored = {k: v for k, v in (info.get("separation") or {}).items() if k != "measured"}
+    try:
+        if not any(key in stored for key in ("method", "langevin", "diffusion")):
+            return SeparationSettings(langevin=from_dict(LangevinConfig, stored))
+        return SeparationSettings(
+            method=stored.get("method"),
+            langevin=from_dict(LangevinConfig, stored.get("langevin", {})),
+            diffusion=from_dict(DiffusionConfig, stored.get("diffusion", {})))
+    except (ValueError, TypeError) as error:
+        raise ModelFormatError(f"invalid separation settings ({error})") from None
+
+
+def read_separation(folder: str | os.PathLike) -> SeparationSettings:
+    """The tuned separation settings of a model folder: `separation.json` when present, else
+    the "separation" entry of config.json's info (older folders), else the defaults."""
+    path = Path(folder) / SEPARATION_NAME
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ModelFormatError(f"{path}: not JSON ({error})") from None
+        try:
+            return stored_settings({"separation": stored})
+        except ModelFormatError as error:
+            raise ModelFormatError(f"{path}: {error}") from None
+    return stored_settings(read_config(folder)[1])
+
+
+def write_separation(folder: str | os.PathLike, settings: SeparationSettings,
+                     measured: dict[str, Any] | None = None) -> None:
+    """Write `separation.json`; `measured` (figures, how they were tuned) goes beside the
+    settings for humans and is ignored when loading."""
+    values = {"method": settings.method, "langevin": dataclasses.asdict(settings.langevin),
+              "diffusion": dataclasses.asdict(settings.diffusion)}
+    if measured:
+        values["measured"] = measured
+    atomic_write_text(Path(folder) / SEPARATION_NAME, json.dumps(values, indent=2) + "\n")
+

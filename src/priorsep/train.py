@@ -26,7 +26,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from priorsep.config import ModelConfig, TrainConfig
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
-from priorsep.nn.prior import SourcePriors
+from priorsep.nn.interface import SourcePrior
+from priorsep.nn.prior import draw_sigma, score_matching_loss, validation_log_likelihood  # noqa: F401
+from priorsep.nn.registry import build_priors
 from priorsep.storage import atomic_write, save_model
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -70,54 +72,6 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     """Step decay: multiplied by `lr_decay` `lr_decay_times` times, evenly over the run."""
     stage = min(step * (config.lr_decay_times + 1) // config.steps, config.lr_decay_times)
     return config.lr * config.lr_decay**stage
-
-
-def draw_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
-               n_sources: int) -> torch.Tensor:
-    """Noise levels (batch, n_sources): log-uniform in [sigma_min, sigma_max], some clean."""
-    if config.sigma_max <= 0:
-        return torch.zeros(batch, n_sources)
-    low = math.log(max(config.sigma_min, 1e-4))
-    high = math.log(config.sigma_max)
-    uniform = torch.rand(2, batch, n_sources, generator=generator)
-    sigma = torch.exp(low + uniform[0] * (high - low))
-    return torch.where(uniform[1] < config.clean_fraction, torch.zeros_like(sigma), sigma)
-
-
-def score_matching_loss(log_prob: torch.Tensor, noisy: torch.Tensor, noise: torch.Tensor,
-                        sigma: torch.Tensor) -> torch.Tensor:
-    """Denoising score matching of the noised examples, weighted by sigma**2.
-
-    For y = x + sigma * eps the best score is E[(x - y) / sigma**2 | y], so the loss
-    mean (sigma * grad log p_sigma(y) + eps)**2 over the noised examples' samples is minimal
-    where the prior's gradient is that of the true noised density. Clean examples (sigma = 0)
-    do not count. The graph of the gradient is kept, so the loss trains it.
-
-    Reference: Vincent 2011, "A Connection Between Score Matching and Denoising Autoencoders";
-    Song & Ermon 2019, arXiv 1907.05600 (the sigma**2 weighting).
-
-    Args:
-        log_prob: (batch, n_sources) of `noisy`, built with a graph.
-        noisy, noise: (batch, n_sources, time); sigma: (batch, n_sources).
-    """
-    (score,) = torch.autograd.grad(log_prob.sum(), noisy, create_graph=True)
-    error = (sigma[..., None] * score + noise).pow(2).mean(dim=-1)  # (B, N)
-    noised = (sigma > 0).to(error.dtype)
-    return (error * noised).sum() / noised.sum().clamp_min(1)
-
-
-@torch.inference_mode()
-def validation_log_likelihood(priors: SourcePriors, sources: torch.Tensor,
-                              sigma: float = 0.0, batch_size: int = 8) -> list[float]:
-    """Mean log-likelihood (nats/sample) of each source under its own prior."""
-    device = next(priors.parameters()).device
-    was_training = priors.training
-    priors.eval()
-    totals = torch.zeros(sources.shape[1], dtype=torch.float64)
-    for chunk in sources.split(batch_size):
-        totals += priors.log_prob(chunk.to(device), sigma).double().sum(dim=0).cpu()
-    priors.train(was_training)
-    return (totals / (sources.shape[0] * sources.shape[2])).tolist()
 
 
 class _StopFlag:
@@ -318,7 +272,7 @@ def train(
     validation: torch.Tensor | None = None,
     info: dict[str, Any] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-) -> SourcePriors:
+) -> SourcePrior:
     """Train the priors of `model_config` on `data` and write the model folder `out_dir`.
 
     Args:
@@ -343,44 +297,29 @@ def train(
     device = rank_device(device, world)
     if tuple(data.sources) != model_config.sources:
         raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
-    if train_config.frame_length % model_config.flow.frame_multiple:
-        raise UsageError(f"--frame-length must be a multiple of {model_config.flow.frame_multiple}")
+    if train_config.frame_length % model_config.frame_multiple:
+        raise UsageError(f"--frame-length must be a multiple of {model_config.frame_multiple}")
     if train_config.score_weight > 0 and world > 1:
         raise UsageError("score matching differentiates the gradient, which DDP does not "
                          "support: train with one process")
     checkpoint_path = fresh_checkpoint_path(out_dir, resume)
 
     torch.manual_seed(train_config.seed)
-    priors = SourcePriors(model_config).to(device)
+    priors = build_priors(model_config).to(device)
     generator = torch.Generator().manual_seed(train_config.seed * 1000 + rank)
-    n_sources = len(model_config.sources)
     length = train_config.frame_length
 
     def prepare() -> None:
         if init_state is not None:
             priors.load_state_dict(init_state)
-        priors.train()
-        with torch.no_grad():  # ActNorm's data-dependent initialisation, before DDP syncs
-            first = data.sample(generator, train_config.batch_size, length)
-            priors(first.to(device), 0.0)
+        priors.prepare(data.sample(generator, train_config.batch_size, length))
 
     def batch_loss(model: torch.nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         clean = data.sample(generator, train_config.batch_size, length)
-        sigma = draw_sigma(train_config, generator, train_config.batch_size, n_sources)
-        noise = torch.randn(clean.shape, generator=generator)
-        noisy = (clean + sigma[..., None] * noise).to(device)
-        sigma, noise = sigma.to(device), noise.to(device)
-        score_matching = train_config.score_weight > 0
-        noisy.requires_grad_(score_matching)
-        log_prob = model(noisy, sigma)  # (B, N) nats
-        loss = -log_prob.mean() / length
-        if score_matching:
-            loss = loss + train_config.score_weight * score_matching_loss(
-                log_prob, noisy, noise, sigma)
-        return loss, clean.numel()
+        return priors.training_loss(model, clean, generator, train_config), clean.numel()
 
     def validate() -> list[float]:
-        return validation_log_likelihood(priors, validation)
+        return priors.validation_scores(validation)
 
     step, elapsed = optimise(
         priors, train_config, checkpoint_path, batch_loss,
@@ -391,8 +330,8 @@ def train(
     if rank == 0:
         card = training_card(info, train_config, step, world, elapsed, device)
         if validation is not None:
-            scores = validation_log_likelihood(priors, validation)
-            card.setdefault("evaluation", {})["validation log-likelihood (nats/sample)"] = {
+            scores = priors.validation_scores(validation)
+            card.setdefault("evaluation", {})[priors.validation_name] = {
                 source: round(score, 3) for source, score in zip(model_config.sources, scores)}
         save_model(priors, out_dir, card)
     if world > 1:
@@ -418,7 +357,7 @@ def fresh_checkpoint_path(out_dir: Path, resume: bool) -> Path:
 
 
 def finetune_levels(
-    priors: SourcePriors,
+    priors: SourcePrior,
     sigmas: list[float],
     train_config: TrainConfig,
     data: SourceData,

@@ -31,7 +31,7 @@ def cross_likelihood_command(
     from priorsep.train import resolve_device
 
     priors, _ = load_pretrained(model, resolve_device(device), notify=notice)
-    multiple = priors.config.flow.frame_multiple
+    multiple = priors.config.frame_multiple
     data = ToyDataset("test", n_examples, priors.config.sample_rate)
     sources = data.batch(range(n_examples))[..., : length // multiple * multiple]
     table = cross_likelihood(priors, sources, sigma)

@@ -88,7 +88,7 @@ def train(
                           residual_channels=width, skip_channels=width,
                           cond_channels=cond_channels, permutation=permutation,
                           frame_transform=frame_transform)
-        model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, flow=flow,
+        model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, architecture=flow,
                                    grouped=grouped)
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from priorsep.errors import UsageError
+from priorsep.nn.interface import SourcePrior
 from priorsep.nn.prior import CombinedPriors, SourcePriors
 
 THESIS_SIGMAS: tuple[float, ...] = (0.01, 0.027, 0.077, 0.129, 0.359)
@@ -43,25 +44,33 @@ class PriorLevel:
     priors: Priors
 
 
-class NearestLevelPriors(nn.Module):
-    """Per-level priors behind one `log_prob`: each call uses the level nearest in log sigma.
+class NearestLevelPriors(SourcePrior):
+    """Per-level priors behind one interface: each call uses the level nearest in log sigma.
 
-    This is how BASIS runs annealed Langevin dynamics with one fine-tuned model per level. It
-    behaves like `SourcePriors` for the sampler (`config`, `sources`, `log_prob`).
+    This is how BASIS runs annealed Langevin dynamics with one fine-tuned model per level.
 
     Args:
         levels: the levels, each with its own priors (same sources and sample rate).
     """
 
     def __init__(self, levels: list[PriorLevel]) -> None:
-        super().__init__()
+        super().__init__(levels[0].priors.config)
         self.sigmas = [level.sigma for level in levels]
         self.levels = nn.ModuleList(level.priors for level in levels)
-        self.config = levels[0].priors.config
+        self.has_log_prob = all(level.priors.has_log_prob for level in levels)
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return self.config.sources
+    def _level(self, sigma) -> int:
+        values = torch.as_tensor(sigma).unique()
+        if values.numel() != 1:
+            raise ValueError("per-level priors take one noise level per call")
+        return self.nearest(float(values))
+
+    def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
+        """The score of the nearest level's priors, given that level's sigma."""
+        if self.has_log_prob:
+            return super().score(sources, sigma)
+        index = self._level(sigma)
+        return self.levels[index].score(sources, self.sigmas[index])
 
     def nearest(self, sigma: float) -> int:
         """Index of the level nearest to `sigma` in log sigma (sigma <= 0: the lowest)."""
@@ -73,10 +82,7 @@ class NearestLevelPriors(nn.Module):
     def log_prob(self, sources: torch.Tensor, sigma: float | torch.Tensor = 0.0) -> torch.Tensor:
         """(batch, n_sources, time) -> (batch, n_sources) nats, under the nearest level's priors
         given that level's sigma. `sigma` must be one value (a float or a constant tensor)."""
-        values = torch.as_tensor(sigma).unique()
-        if values.numel() != 1:
-            raise ValueError("per-level priors take one noise level per call")
-        index = self.nearest(float(values))
+        index = self._level(sigma)
         return self.levels[index].log_prob(sources, self.sigmas[index])
 
     def forward(self, sources: torch.Tensor, sigma: float | torch.Tensor = 0.0) -> torch.Tensor:

@@ -63,7 +63,7 @@ def oracle_estimates(sources: torch.Tensor, separator: Separator) -> torch.Tenso
     batch, n_sources, time = sources.shape
     rows = sources.reshape(batch * n_sources, time)  # one source per row: (B*N, T)
     rebuilt = separate_long(rows, lambda segments: segments[:, None, :], separator.segment_length,
-                            separator.overlap, separator.priors.config.flow.frame_multiple,
+                            separator.overlap, separator.priors.config.frame_multiple,
                             separator.batch_size)  # (B*N, 1, T)
     return rebuilt.reshape(batch, n_sources, time)
 
@@ -79,7 +79,7 @@ def separate_with_progress(separator: Separator, mixes: torch.Tensor,
     Returns:
         (batch, n_sources, time) on the CPU.
     """
-    multiple = separator.priors.config.flow.frame_multiple
+    multiple = separator.priors.config.frame_multiple
     starts = segment_starts(mixes.shape[-1], separator.segment_length, separator.overlap)
     n_calls = -(-mixes.shape[0] * len(starts) // separator.batch_size)
     steps = separator.langevin.total_steps

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from priorsep.config import FlowConfig, ModelConfig
+from priorsep.config import FlowConfig, ModelConfig, TrainConfig
 from priorsep.nn.flows import FloWaveNet
+from priorsep.nn.interface import SourcePrior, expand_sigma
 
 
 def receptive_field_bound(flow: FlowConfig) -> int:
@@ -43,15 +45,15 @@ def receptive_field(config: ModelConfig) -> int:
     support of the input gradient of one latent time step of a float64 copy with random
     weights (a structural property: it does not depend on the trained weights).
     """
-    flow = FloWaveNet(dataclasses.replace(config.flow, cond_channels=0)).double().eval()
+    flow = FloWaveNet(dataclasses.replace(config.architecture, cond_channels=0)).double().eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in flow.named_parameters():
             if ".net.out." in name:  # zero-initialised: would make every coupling the identity
                 parameter.copy_(torch.randn(parameter.shape, generator=generator,
                                             dtype=torch.float64))
-    multiple = config.flow.frame_multiple
-    length = (3 * receptive_field_bound(config.flow) // multiple + 1) * multiple
+    multiple = config.frame_multiple
+    length = (3 * receptive_field_bound(config.architecture) // multiple + 1) * multiple
     signal = torch.randn(1, 1, length, generator=generator, dtype=torch.float64)
     signal.requires_grad_(True)
     latent, _ = flow(signal)
@@ -60,35 +62,23 @@ def receptive_field(config: ModelConfig) -> int:
     return int(support.max() - support.min() + 1)
 
 
-def expand_sigma(sigma, sources: torch.Tensor) -> torch.Tensor:
-    """Noise level(s) as a (batch, n_sources) tensor like `sources` (batch, n_sources, time).
-
-    `sigma` is None (clean), a float, a 0-d tensor, or already (batch, n_sources).
-    """
-    sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=sources.dtype,
-                            device=sources.device)
-    return sigma.expand(sources.shape[0], sources.shape[1]) if sigma.dim() < 2 else sigma
-
-
-class SourcePriors(nn.Module):
-    """Independent densities p_k(s_k), one per source of `config.sources`.
+class SourcePriors(SourcePrior):
+    """Independent FloWaveNet densities p_k(s_k), one per source of `config.sources`.
 
     Args:
-        config: the model configuration (sources, architecture, grouped or not).
+        config: the model configuration (sources, a `FlowConfig` architecture, grouped or not).
     """
 
+    has_log_prob = True
+    validation_name = "validation log-likelihood (nats/sample)"
+
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         n_sources = len(config.sources)
         if config.grouped:
-            self.flows = nn.ModuleList([FloWaveNet(config.flow, groups=n_sources)])
+            self.flows = nn.ModuleList([FloWaveNet(config.architecture, groups=n_sources)])
         else:
-            self.flows = nn.ModuleList(FloWaveNet(config.flow) for _ in range(n_sources))
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return self.config.sources
+            self.flows = nn.ModuleList(FloWaveNet(config.architecture) for _ in range(n_sources))
 
     def _parts(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         if self.config.grouped:
@@ -99,7 +89,7 @@ class SourcePriors(nn.Module):
         """Log-likelihood of each source under its own prior.
 
         Args:
-            sources: (batch, n_sources, time), time a multiple of `config.flow.frame_multiple`.
+            sources: (batch, n_sources, time), time a multiple of `config.frame_multiple`.
             sigma: noise level(s) the priors condition on: float or (batch, n_sources).
 
         Returns:
@@ -125,7 +115,7 @@ class SourcePriors(nn.Module):
             (n, n_sources, length), length rounded down to a multiple of the frame multiple.
         """
         device = next(self.parameters()).device
-        factor = self.config.flow.frame_multiple
+        factor = self.config.frame_multiple
         length = length // factor * factor
         n_sources = len(self.sources)
         z = torch.randn(n, n_sources * factor, length // factor, generator=generator)
@@ -141,6 +131,88 @@ class SourcePriors(nn.Module):
 
     def receptive_field(self) -> int:
         return receptive_field(self.config)
+
+    def prepare(self, clean: torch.Tensor) -> None:
+        """ActNorm's data-dependent initialisation from a first batch (before DDP syncs)."""
+        self.train()
+        with torch.no_grad():
+            self(clean.to(self.device), 0.0)
+
+    def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
+                      config: TrainConfig) -> torch.Tensor:
+        """Negative log-likelihood (nats/sample) of the examples, noised at levels drawn by
+        `draw_sigma`, plus `config.score_weight` times denoising score matching."""
+        batch, n_sources, length = clean.shape
+        sigma = draw_sigma(config, generator, batch, n_sources)
+        noise = torch.randn(clean.shape, generator=generator)
+        device = self.device
+        noisy = (clean + sigma[..., None] * noise).to(device)
+        sigma, noise = sigma.to(device), noise.to(device)
+        score_matching = config.score_weight > 0
+        noisy.requires_grad_(score_matching)
+        log_prob = model(noisy, sigma)  # (B, N) nats
+        loss = -log_prob.mean() / length
+        if score_matching:
+            loss = loss + config.score_weight * score_matching_loss(log_prob, noisy, noise, sigma)
+        return loss
+
+    def validation_scores(self, sources: torch.Tensor) -> list[float]:
+        return validation_log_likelihood(self, sources)
+
+    def summary(self) -> str:
+        flow = self.config.architecture
+        return (f"FloWaveNet: {flow.early_squeezes} early squeezes (groups of "
+                f"{2**flow.early_squeezes} samples), {flow.n_blocks} blocks x {flow.n_flows} "
+                f"flows x {flow.n_layers} WaveNet layers, width {flow.residual_channels}, "
+                f"noise-level embedding {flow.cond_channels}, {flow.permutation}"
+                + (", DCT frame transform" if flow.frame_transform == "dct" else ""))
+
+
+def draw_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
+               n_sources: int) -> torch.Tensor:
+    """Noise levels (batch, n_sources): log-uniform in [sigma_min, sigma_max], some clean."""
+    if config.sigma_max <= 0:
+        return torch.zeros(batch, n_sources)
+    low = math.log(max(config.sigma_min, 1e-4))
+    high = math.log(config.sigma_max)
+    uniform = torch.rand(2, batch, n_sources, generator=generator)
+    sigma = torch.exp(low + uniform[0] * (high - low))
+    return torch.where(uniform[1] < config.clean_fraction, torch.zeros_like(sigma), sigma)
+
+
+def score_matching_loss(log_prob: torch.Tensor, noisy: torch.Tensor, noise: torch.Tensor,
+                        sigma: torch.Tensor) -> torch.Tensor:
+    """Denoising score matching of the noised examples, weighted by sigma**2.
+
+    For y = x + sigma * eps the best score is E[(x - y) / sigma**2 | y], so the loss
+    mean (sigma * grad log p_sigma(y) + eps)**2 over the noised examples' samples is minimal
+    where the prior's gradient is that of the true noised density. Clean examples (sigma = 0)
+    do not count. The graph of the gradient is kept, so the loss trains it.
+
+    Reference: Vincent 2011, "A Connection Between Score Matching and Denoising Autoencoders";
+    Song & Ermon 2019, arXiv 1907.05600 (the sigma**2 weighting).
+
+    Args:
+        log_prob: (batch, n_sources) of `noisy`, built with a graph.
+        noisy, noise: (batch, n_sources, time); sigma: (batch, n_sources).
+    """
+    (score,) = torch.autograd.grad(log_prob.sum(), noisy, create_graph=True)
+    error = (sigma[..., None] * score + noise).pow(2).mean(dim=-1)  # (B, N)
+    noised = (sigma > 0).to(error.dtype)
+    return (error * noised).sum() / noised.sum().clamp_min(1)
+
+
+@torch.inference_mode()
+def validation_log_likelihood(priors: SourcePrior, sources: torch.Tensor,
+                              sigma: float = 0.0, batch_size: int = 8) -> list[float]:
+    """Mean log-likelihood (nats/sample) of each source under its own prior."""
+    was_training = priors.training
+    priors.eval()
+    totals = torch.zeros(sources.shape[1], dtype=torch.float64)
+    for chunk in sources.split(batch_size):
+        totals += priors.log_prob(chunk.to(priors.device), sigma).double().sum(dim=0).cpu()
+    priors.train(was_training)
+    return (totals / (sources.shape[0] * sources.shape[2])).tolist()
 
 
 class SourceRef(NamedTuple):
@@ -184,12 +256,12 @@ def combine_configs(configs: Sequence[ModelConfig], selection: Sequence[SourceRe
     sigma_max = min(config.sigma_max for config in used)
     if sigma_min > sigma_max:
         sigma_min = sigma_max = 0.0
-    flow = max((config.flow for config in used), key=lambda flow: flow.frame_multiple)
-    return ModelConfig(sources=tuple(names), sample_rate=rates[0], flow=flow, grouped=False,
+    flow = max((config.architecture for config in used), key=lambda flow: flow.frame_multiple)
+    return ModelConfig(sources=tuple(names), sample_rate=rates[0], architecture=flow, grouped=False,
                        sigma_min=sigma_min, sigma_max=sigma_max, mixing=mixings[0], gains=gains)
 
 
-class CombinedPriors(nn.Module):
+class CombinedPriors(SourcePrior):
     """Source priors gathered from several models, behaving like one `SourcePriors`.
 
     Source k of the combination is source `selection[k].source` of `parts[selection[k].part]`.
@@ -202,11 +274,11 @@ class CombinedPriors(nn.Module):
         selection: one `SourceRef` per source of the combination, in order.
     """
 
-    def __init__(self, parts: Sequence[SourcePriors], selection: Sequence[SourceRef]) -> None:
-        super().__init__()
+    def __init__(self, parts: Sequence[SourcePrior], selection: Sequence[SourceRef]) -> None:
+        selection = tuple(SourceRef(*ref) for ref in selection)
+        super().__init__(combine_configs([part.config for part in parts], selection))
         self.parts = nn.ModuleList(parts)
-        self.selection = tuple(SourceRef(*ref) for ref in selection)
-        self.config = combine_configs([part.config for part in parts], self.selection)
+        self.selection = selection
         # per part: positions in the combination and the matching channels of the part
         self._routes: list[tuple[int, list[int], list[int]]] = []
         for index, part in enumerate(parts):
@@ -216,10 +288,32 @@ class CombinedPriors(nn.Module):
                 self._routes.append((index, positions, channels))
         order = [k for _, positions, _ in self._routes for k in positions]
         self.register_buffer("_restore", torch.argsort(torch.tensor(order)), persistent=False)
+        used = [self.parts[index] for index, _, _ in self._routes]
+        self.has_log_prob = all(part.has_log_prob for part in used)
+        lengths = {part.segment_length for part in used} - {None}
+        self._segment_length = max(lengths) if lengths else None
 
     @property
-    def sources(self) -> tuple[str, ...]:
-        return self.config.sources
+    def segment_length(self) -> int | None:
+        return self._segment_length
+
+    def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
+        """grad log p_sigma of each source under its own prior, each part on its sources.
+
+        Args:
+            sources: (batch, n_sources, time); sigma: float or (batch, n_sources).
+
+        Returns:
+            (batch, n_sources, time).
+        """
+        sigma = expand_sigma(sigma, sources)
+        pieces = []
+        for index, positions, channels in self._routes:
+            part = self.parts[index]
+            part_sources = self._part_input(index, positions, channels, sources)
+            part_sigma = self._part_input(index, positions, channels, sigma)
+            pieces.append(part.score(part_sources, part_sigma)[:, channels])
+        return torch.cat(pieces, dim=1)[:, self._restore]
 
     def _part_input(self, index: int, positions: list[int], channels: list[int],
                     tensor: torch.Tensor) -> torch.Tensor:
@@ -235,7 +329,7 @@ class CombinedPriors(nn.Module):
         """Log-likelihood of each source under its own prior.
 
         Args:
-            sources: (batch, n_sources, time), time a multiple of `config.flow.frame_multiple`.
+            sources: (batch, n_sources, time), time a multiple of `config.frame_multiple`.
             sigma: noise level(s) the priors condition on: float or (batch, n_sources).
 
         Returns:
@@ -259,9 +353,9 @@ class CombinedPriors(nn.Module):
         """Draw `n` signals per source, each part through its own inverse flow.
 
         Returns:
-            (n, n_sources, length) with length rounded down to `config.flow.frame_multiple`.
+            (n, n_sources, length) with length rounded down to `config.frame_multiple`.
         """
-        multiple = self.config.flow.frame_multiple
+        multiple = self.config.frame_multiple
         length = length // multiple * multiple
         sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=torch.float32)
         if sigma.dim() < 2:

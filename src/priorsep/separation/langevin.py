@@ -31,24 +31,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
-
 import torch
 
 from priorsep.config import LangevinConfig
+from priorsep.nn.interface import SourcePrior
 from priorsep.separation.mixing import Mixing
-
-
-class Prior(Protocol):
-    """What the sampler needs of a set of source priors (e.g. `priorsep.nn.prior.SourcePriors`).
-
-    `log_prob(sources (batch, n_sources, time), sigma)` returns (batch, n_sources) log-densities
-    in nats, of the sources noised at level sigma (a float or a (batch, n_sources) tensor).
-    """
-
-    sources: tuple[str, ...]
-
-    def log_prob(self, sources: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor: ...
 
 
 Progress = Callable[[int, int], None]
@@ -62,7 +49,9 @@ class LangevinResult:
     Attributes:
         sources: (batch, n_sources, time) the estimate of the best chain of each mix.
         log_posterior: (batch,) log p_sigma_min(s) + log p(m | s) of the best chain's last iterate
-            (before `final_step` and `project`), in nats, up to the constant log p(m).
+            (before `final_step` and `project`), in nats, up to the constant log p(m). For
+            priors without a log-density (`has_log_prob` False) it is log p(m | s) alone, and
+            `ranked_by` says so.
         chain_log_posterior: (batch, n_chains) the same for every chain.
         best_chain: (batch,) index of the chain that was kept.
     """
@@ -71,27 +60,23 @@ class LangevinResult:
     log_posterior: torch.Tensor
     chain_log_posterior: torch.Tensor
     best_chain: torch.Tensor
+    ranked_by: str = "posterior"
+    """"posterior", or "likelihood" when the priors have no log-density."""
 
 
-def prior_gradient(priors: Prior, sources: torch.Tensor,
-                   sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-density of each source under its prior and its gradient with respect to the sources.
-
-    Only this function builds a graph: `log_prob` of a detached leaf, differentiated with
-    `torch.autograd.grad`, so no parameter gradient is computed or accumulated.
+def prior_gradient(priors: SourcePrior, sources: torch.Tensor,
+                   sigma: float) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Log-density of each source under its prior (None for a score-only family) and the
+    score, both detached; see `SourcePrior.log_prob_and_score`.
 
     Args:
         sources: (batch, n_sources, time).
         sigma: the noise level the priors condition on.
 
     Returns:
-        log_prob (batch, n_sources) and its gradient (batch, n_sources, time), both detached.
+        log_prob (batch, n_sources) or None, and the score (batch, n_sources, time).
     """
-    with torch.enable_grad():
-        leaf = sources.detach().requires_grad_(True)
-        log_prob = priors.log_prob(leaf, sigma)
-        (gradient,) = torch.autograd.grad(log_prob.sum(), leaf)
-    return log_prob.detach(), gradient
+    return priors.log_prob_and_score(sources, sigma)
 
 
 def log_likelihood(sources: torch.Tensor, mix: torch.Tensor, mixing: Mixing,
@@ -164,7 +149,7 @@ def _check_stable(config: LangevinConfig, mixing: Mixing, n_sources: int) -> Non
             f"{contraction:.3g} >= 2 makes the chain diverge; lower step_size or raise gamma_scale")
 
 
-def langevin_separate(priors: Prior, mix: torch.Tensor, mixing: Mixing,
+def langevin_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                       config: LangevinConfig | None = None, *,
                       initial: torch.Tensor | None = None,
                       generator: torch.Generator | None = None,
@@ -221,7 +206,7 @@ def langevin_separate(priors: Prior, mix: torch.Tensor, mixing: Mixing,
         return _finish(priors, sources, chain_mix, mixing, config, batch)
 
 
-def _run_chains(priors: Prior, sources: torch.Tensor, mix: torch.Tensor, mixing: Mixing,
+def _run_chains(priors: SourcePrior, sources: torch.Tensor, mix: torch.Tensor, mixing: Mixing,
                 config: LangevinConfig, generator: torch.Generator,
                 progress: Progress | None) -> torch.Tensor:
     """All updates of the schedule; sources (batch * chains, n_sources, time) in and out."""
@@ -251,16 +236,19 @@ def _run_chains(priors: Prior, sources: torch.Tensor, mix: torch.Tensor, mixing:
     return sources
 
 
-def _finish(priors: Prior, sources: torch.Tensor, mix: torch.Tensor, mixing: Mixing,
+def _finish(priors: SourcePrior, sources: torch.Tensor, mix: torch.Tensor, mixing: Mixing,
             config: LangevinConfig, batch: int) -> LangevinResult:
     """Score every chain at the last level, keep the best per mix, apply the final options."""
     sigma = config.sigmas()[-1]
     if config.final_step == "denoise":
         log_prior, prior_grad = prior_gradient(priors, sources, sigma)
-    else:
+    elif priors.has_log_prob:
         log_prior, prior_grad = priors.log_prob(sources, sigma), None
-    log_posterior = log_prior.sum(dim=1) + log_likelihood(
-        sources, mix, mixing, config.gamma_at(sigma))
+    else:
+        log_prior, prior_grad = None, None
+    log_posterior = log_likelihood(sources, mix, mixing, config.gamma_at(sigma))
+    if log_prior is not None:
+        log_posterior = log_posterior + log_prior.sum(dim=1)
     # (B*C,) -> (B, C): one row of chain scores per mix
     chain_log_posterior = log_posterior.view(batch, config.n_chains)
     best_chain = chain_log_posterior.argmax(dim=1)
@@ -276,4 +264,5 @@ def _finish(priors: Prior, sources: torch.Tensor, mix: torch.Tensor, mixing: Mix
         log_posterior=chain_log_posterior.gather(1, best_chain[:, None]).squeeze(1),
         chain_log_posterior=chain_log_posterior,
         best_chain=best_chain,
+        ranked_by="posterior" if priors.has_log_prob else "likelihood",
     )

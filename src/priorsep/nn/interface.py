@@ -1,0 +1,205 @@
+"""The source-prior interface every prior family implements, and what all families share.
+
+A set of source priors holds one prior p_k per source name and works on (batch, n_sources, time)
+tensors, source k of the input under prior k. Every family gives the score
+grad log p_sigma(x) of its noise-smoothed density; a density family (the FloWaveNet flows) also
+gives `log_prob` and derives its score by autograd, a score family (the denoisers of
+`priorsep.nn.score`) derives its score from a denoiser through Tweedie's formula and has no
+`log_prob` (`has_log_prob` is False and the call raises `CapabilityError`). Samplers, the
+separator, training and evaluation see only this interface.
+
+Reference: nflows' `Distribution` (the interface) and `Flow(Distribution)` (one implementation);
+Song & Ermon 2019, arXiv 1907.05600 (scores of noise-smoothed densities).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from priorsep.config import ModelConfig, TrainConfig
+from priorsep.errors import CapabilityError
+
+
+def expand_sigma(sigma, sources: torch.Tensor) -> torch.Tensor:
+    """Noise level(s) as a (batch, n_sources) tensor like `sources` (batch, n_sources, time).
+
+    `sigma` is None (clean), a float, a 0-d tensor, or already (batch, n_sources).
+    """
+    sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=sources.dtype,
+                            device=sources.device)
+    return sigma.expand(sources.shape[0], sources.shape[1]) if sigma.dim() < 2 else sigma
+
+
+def log_uniform_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
+                      n_sources: int) -> torch.Tensor:
+    """Noise levels (batch, n_sources), log-uniform in [sigma_min, sigma_max] (> 0)."""
+    low = math.log(max(config.sigma_min, 1e-4))
+    high = math.log(max(config.sigma_max, 1e-4))
+    uniform = torch.rand(batch, n_sources, generator=generator)
+    return torch.exp(low + uniform * (high - low))
+
+
+def tweedie_gain(priors: SourcePrior, clean: torch.Tensor, sigma: float,
+                 generator: torch.Generator | None = None,
+                 batch_size: int = 8) -> list[float]:
+    """How much each source's own prior denoises its data, in dB.
+
+    `10 log10(||sigma eps||**2 / ||D(x + sigma eps) - x||**2)` per source, summed over the
+    examples, where D is Tweedie's denoiser `y + sigma**2 grad log p_sigma(y)`.
+
+    Args:
+        clean: (n, n_sources, time) held-out sources in the priors' order.
+
+    Returns:
+        One gain per source (dB).
+    """
+    generator = generator or torch.Generator().manual_seed(0)
+    noise_energy = torch.zeros(clean.shape[1], dtype=torch.float64)
+    error_energy = torch.zeros(clean.shape[1], dtype=torch.float64)
+    for chunk in clean.split(batch_size):
+        noise = sigma * torch.randn(chunk.shape, generator=generator)
+        denoised = priors.denoise((chunk + noise).to(priors.device), sigma).cpu()
+        noise_energy += noise.double().pow(2).sum(dim=(0, 2))
+        error_energy += (denoised - chunk).double().pow(2).sum(dim=(0, 2))
+    return (10 * torch.log10(noise_energy / error_energy.clamp_min(1e-20))).tolist()
+
+
+class SourcePrior(nn.Module):
+    """Independent priors p_k(s_k), one per source of `config.sources` (the interface).
+
+    Subclasses set `has_log_prob` and implement `score` (or `log_prob`, from which the default
+    `score` differentiates), `sample`, `receptive_field`, `training_loss`, `validation_scores`
+    and `summary`.
+
+    Args:
+        config: the model configuration (sources, sample rate, family and architecture).
+    """
+
+    has_log_prob: ClassVar[bool] = False
+    validation_name: ClassVar[str] = ""
+    """What `validation_scores` returns, with its unit (for logs and model cards)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.config.sources
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_multiple(self) -> int:
+        """Input lengths must be a multiple of this."""
+        return self.config.frame_multiple
+
+    @property
+    def segment_length(self) -> int | None:
+        """The segment length the priors were built for (None: any multiple of
+        `frame_multiple` works alike)."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
+        """Log-density of each source under its own prior, noise-smoothed at level sigma.
+
+        Args:
+            sources: (batch, n_sources, time), time a multiple of `frame_multiple`.
+            sigma: float or (batch, n_sources).
+
+        Returns:
+            (batch, n_sources) in nats.
+
+        Raises:
+            CapabilityError: the family has no density (see `has_log_prob`).
+        """
+        raise CapabilityError(f"{self.config.family} priors have no log-density "
+                              "(score only)")
+
+    def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
+        """grad_x log p_sigma(x) for every source, detached; runs under `torch.no_grad`.
+
+        The default differentiates `log_prob` of a detached leaf (no parameter gradient is
+        computed or accumulated).
+
+        Args:
+            sources: (batch, n_sources, time).
+            sigma: float or (batch, n_sources).
+
+        Returns:
+            (batch, n_sources, time).
+        """
+        return self.log_prob_and_score(sources, sigma)[1]
+
+    def log_prob_and_score(self, sources: torch.Tensor,
+                           sigma) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(log_prob or None when the family has none, score) from one evaluation."""
+        if not self.has_log_prob:
+            return None, self.score(sources, sigma)
+        with torch.enable_grad():
+            leaf = sources.detach().requires_grad_(True)
+            log_prob = self.log_prob(leaf, sigma)
+            (gradient,) = torch.autograd.grad(log_prob.sum(), leaf)
+        return log_prob.detach(), gradient
+
+    def denoise(self, noisy: torch.Tensor, sigma) -> torch.Tensor:
+        """Tweedie's estimate of the clean sources, y + sigma**2 grad log p_sigma(y).
+
+        Args:
+            noisy: (batch, n_sources, time); sigma: float or (batch, n_sources), positive.
+
+        Returns:
+            (batch, n_sources, time).
+        """
+        sigma = expand_sigma(sigma, noisy)
+        return noisy + sigma[..., None].pow(2) * self.score(noisy, sigma)
+
+    def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw `n` signals per source.
+
+        Returns:
+            (n, n_sources, length'), length' = length rounded down to `frame_multiple`.
+        """
+        raise NotImplementedError
+
+    def receptive_field(self) -> int:
+        """Samples of input one output sample depends on."""
+        raise NotImplementedError
+
+    def prepare(self, clean: torch.Tensor) -> None:
+        """Data-dependent initialisation before the first training step (default: none)."""
+
+    def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
+                      config: TrainConfig) -> torch.Tensor:
+        """The family's training objective on a batch of clean sources (a scalar).
+
+        Args:
+            model: this module or its DistributedDataParallel wrapper: call it, not `self`,
+                so that gradients are synchronised.
+            clean: (batch, n_sources, time) on the CPU; the loss moves what it needs.
+            generator: the CPU generator of all random draws (noise levels, noise).
+        """
+        raise NotImplementedError
+
+    def validation_scores(self, sources: torch.Tensor) -> list[float]:
+        """The family's validation figure per source (see `validation_name`)."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """One line describing the architecture (for model cards and `priorsep models`)."""
+        raise NotImplementedError

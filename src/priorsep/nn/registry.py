@@ -1,0 +1,21 @@
+"""Prior families by name: `config.json` names the family, `build_priors` builds it.
+
+A new family is one module implementing `priorsep.nn.interface.SourcePrior`, its architecture
+dataclass in `priorsep.config.ARCHITECTURES`, and one entry here.
+"""
+
+from __future__ import annotations
+
+from priorsep.config import ModelConfig
+from priorsep.nn.gaussian import GaussianPriors
+from priorsep.nn.interface import SourcePrior
+from priorsep.nn.prior import SourcePriors
+from priorsep.nn.score import ScorePriors
+
+FAMILIES: dict[str, type[SourcePrior]] = {"flowavenet": SourcePriors, "score": ScorePriors,
+                                           "gaussian": GaussianPriors}
+
+
+def build_priors(config: ModelConfig) -> SourcePrior:
+    """A freshly initialised set of priors of the family `config.family`."""
+    return FAMILIES[config.family](config)
