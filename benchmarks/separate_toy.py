@@ -1,20 +1,30 @@
-"""Separation quality and speed on held-out toy mixes.
+"""Separation quality, speed and score diagnostics on held-out toy mixes, for every prior family.
 
 For each setting: SI-SDR of every source estimate, its improvement over the mix itself (the
 lower anchor), and the real-time factor (seconds of compute per second of audio, all sources).
 Diagnostics keep the failure modes apart: `oracle` chains start at the true sources (does the
-posterior keep them? tests the score near the truth), `cold` chains start from the setting's own
+sampler keep them? tests the score near the truth), `cold` chains start from the setting's own
 initialisation (does the search find them?), and `halfway` chains start midway between the truth
-and the mix in every slot (does the score pull towards the truth from there, or away?).
+and the mix in every slot (does the score pull towards the truth from there, or away?). For
+the diffusion sampler the oracle and halfway starts are noised at `--start-sigma` and the
+schedule runs from there.
+
+Score diagnostics (every family, from `priorsep.evaluation.diagnostics`): the Tweedie gain of each
+source's own prior per noise level, the cross-denoising matrix (source j's data denoised by
+prior k; the own prior should win), and loudness / spectral concentration of unconditional
+samples against real data.
 
     python benchmarks/separate_toy.py --model toy --n-mixes 100 --split test \
-        --settings default --settings "steps=100" --settings "mode=fixed" \
-        --settings "method=posterior" --settings "method=posterior+langevin,steps=25"
+        --settings default --settings "method=diffusion,steps=20,churn=5" \
+        --settings "method=langevin,steps=100" --settings "method=posterior"
 
-A setting is `default` or comma-separated LangevinConfig overrides (`steps=N` spreads N steps
-over the levels), plus `method=langevin|posterior|posterior+langevin` and `samples=K` (the
-posterior methods need a model with an amortised posterior; the oracle and halfway starts
-apply to Langevin only). Tune on `--split validation`; report on `--split test`.
+A setting is `default` (the model's stored settings) or comma-separated overrides:
+`method=langevin|diffusion|posterior|posterior+langevin`, `samples=K` (posterior draws),
+`steps=N` (score evaluations: Langevin spreads them over its levels, diffusion takes N steps),
+and any field of LangevinConfig or DiffusionConfig for the chosen method. `--checkpoint
+RUN/checkpoint.pt` evaluates a training run in progress. Tune on `--split validation`
+(`--write-best` stores the best cold setting in the model folder's separation.json); report on
+`--split test`.
 """
 
 from __future__ import annotations
@@ -29,87 +39,132 @@ import torch
 
 from priorsep.amortised import elbo
 from priorsep.api import Separator
-from priorsep.config import LangevinConfig
+from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
 from priorsep.data.toy import ToyDataset, mix
+from priorsep.evaluation.diagnostics import cross_denoising, sample_statistics, tweedie_table
 from priorsep.metrics import si_sdr
 from priorsep.nn.posterior import TruncatedNormal
-from priorsep.separation.langevin import langevin_separate, prior_gradient
-from priorsep.storage import update_info
+from priorsep.nn.registry import build_priors
+from priorsep.separation.diffusion import diffusion_separate
+from priorsep.separation.langevin import langevin_separate
+from priorsep.storage import read_separation, write_separation
 
 
-def parse_setting(text: str, base: LangevinConfig) -> tuple[str, int, LangevinConfig]:
-    """(method, posterior samples, sampler settings) of a setting."""
-    method, samples = "langevin", 0
-    if text == "default":
-        return method, samples, base
+def parse_setting(text: str, separator: Separator) -> tuple[str, int, dict]:
+    """(method, posterior samples, sampler overrides) of a setting."""
+    method, samples = separator.method, 0
     values: dict = {}
+    if text == "default":
+        return method, samples, values
     for item in text.split(","):
-        key, value = item.split("=")
-        key = key.strip()
+        key, value = (part.strip() for part in item.split("="))
         if key == "method":
             method = value
-            continue
-        if key == "samples":
+        elif key == "samples":
             samples = int(value)
-            continue
-        if key == "steps":
-            total = int(value)
-            levels = min(values.get("n_levels", base.n_levels), total)
-            values.update(n_levels=levels, steps_per_level=max(total // levels, 1))
-            continue
-        field_type = {f.name: f.type for f in dataclasses.fields(LangevinConfig)}[key]
-        if "int" in str(field_type) and "float" not in str(field_type):
-            values[key] = int(value)
-        elif "bool" in str(field_type):
-            values[key] = value.lower() in ("1", "true", "yes")
-        elif "str" in str(field_type) and "float" not in str(field_type):
-            values[key] = value
         else:
-            values[key] = None if value == "none" else float(value)
-    return method, samples, dataclasses.replace(base, **values)
+            values[key] = value
+    config_class = DiffusionConfig if method == "diffusion" else LangevinConfig
+    types = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    parsed: dict = {}
+    for key, value in values.items():
+        kind = "int" if key == "steps" else types.get(key)
+        if kind is None:
+            raise SystemExit(f"{key} is not a field of {config_class.__name__}")
+        if value == "none":
+            parsed[key] = None
+        elif kind.startswith("int"):
+            parsed[key] = int(value)
+        elif kind.startswith("bool"):
+            parsed[key] = value.lower() in ("1", "true", "yes")
+        elif kind.startswith("str"):
+            parsed[key] = value
+        else:
+            parsed[key] = float(value)
+    return method, samples, parsed
 
 
-def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor,
-             config: LangevinConfig, start: str, batch_size: int) -> dict:
+def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor, start: str,
+             batch_size: int, start_sigma: float) -> dict:
     """SI-SDR (n, N) of the estimates and the compute seconds spent.
 
     `start`: "cold" (the setting's own initialisation), "oracle" (the true sources) or
     "halfway" (the mean of the true sources and the mix in every slot).
     """
-    separator.langevin = config
     estimates = []
     started = time.perf_counter()
     for first in range(0, mixes.shape[0], batch_size):
         chunk = mixes[first:first + batch_size]
-        if start != "cold":
-            initial = truth[first:first + batch_size]
-            if start == "halfway":
-                initial = 0.5 * (initial + chunk[:, None, :].expand_as(initial))
-            result = langevin_separate(separator.priors, chunk, separator.mixing, config,
-                                       initial=initial)
-            estimates.append(result.sources)
-        else:
+        if start == "cold":
             estimates.append(separator.separate_tensor(chunk))
+            continue
+        initial = truth[first:first + batch_size]
+        if start == "halfway":
+            initial = 0.5 * (initial + separator.mixing.spread(chunk, initial.shape[1]))
+        if separator.method == "diffusion":
+            config = dataclasses.replace(separator.diffusion,
+                                         sigma_max=min(start_sigma,
+                                                       separator.diffusion.sigma_max))
+            result = diffusion_separate(separator.priors, chunk, separator.mixing, config,
+                                        initial=initial)
+        else:
+            result = langevin_separate(separator.priors, chunk, separator.mixing,
+                                       separator.langevin, initial=initial)
+        estimates.append(result.sources)
     seconds = time.perf_counter() - started
     return {"si_sdr": si_sdr(torch.cat(estimates), truth), "seconds": seconds}
 
 
-def score_quality(separator: Separator, truth: torch.Tensor, sigmas: list[float],
-                  seed: int = 0) -> list[dict]:
-    """How useful each prior's score is at each noise level: Tweedie denoising gain.
+def print_matrix(title: str, sources, table) -> None:
+    print(title)
+    print("| data \\ prior | " + " | ".join(sources) + " |")
+    print("|" + "---|" * (len(sources) + 1))
+    for j, source in enumerate(sources):
+        row = [f"**{v:+.1f}**" if k == j else f"{v:+.1f}" for k, v in enumerate(table[j])]
+        print(f"| {source} | " + " | ".join(row) + " |")
+    print()
 
-    For x + sigma * eps, `x_hat = y + sigma**2 * grad log p_sigma(y)` is the posterior mean
-    when p_sigma is exact; a good prior denoises a lot, a weak one barely (or makes it worse).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for sigma in sigmas:
-        noisy = truth + sigma * torch.randn(truth.shape, generator=generator)
-        _, gradient = prior_gradient(separator.priors, noisy, sigma)
-        denoised = noisy + sigma**2 * gradient
-        gain = (si_sdr(denoised, truth) - si_sdr(noisy, truth)).mean(dim=0)
-        rows.append({"sigma": sigma, "gain_db": gain.tolist()})
-    return rows
+
+def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
+                      cross_sigmas: list[float], n_samples: int) -> dict:
+    """Tweedie gains, cross-denoising matrices and sample statistics, printed and returned."""
+    sources = priors.sources
+    quality = tweedie_table(priors, truth, sigmas)
+    print("score quality: Tweedie gain of each source's own prior, dB")
+    print("| sigma | " + " | ".join(sources) + " |")
+    print("|" + "---|" * (len(sources) + 1))
+    for row in quality:
+        print(f"| {row['sigma']} | " + " | ".join(f"{v:+.1f}" for v in row["gain_db"]) + " |")
+    print()
+    cross = {}
+    for sigma in cross_sigmas:
+        table = cross_denoising(priors, truth, sigma)
+        cross[sigma] = table.tolist()
+        margin = min(table[j, j] - max(table[j, k] for k in range(len(sources)) if k != j)
+                     for j in range(len(sources))) if len(sources) > 1 else 0.0
+        print_matrix(f"cross-denoising at sigma = {sigma} (gain dB; smallest margin of the own "
+                     f"prior over the best other: {margin:+.1f} dB)", sources, table)
+    statistics = None
+    if n_samples:
+        length = truth.shape[-1]
+        if priors.segment_length:
+            length = min(length, priors.segment_length)
+        generator = torch.Generator().manual_seed(0)
+        started = time.perf_counter()
+        samples = priors.sample(n_samples, length, generator=generator)
+        seconds = time.perf_counter() - started
+        statistics = sample_statistics(samples, truth[:, :, :samples.shape[-1]])
+        statistics["seconds"] = seconds
+        print(f"unconditional samples ({n_samples} x {samples.shape[-1]} samples, {seconds:.1f} s)"
+              f": RMS and share of energy in the {statistics['peaks']} strongest bins")
+        print("| | " + " | ".join(sources) + " |")
+        print("|" + "---|" * (len(sources) + 1))
+        for key in ("rms", "concentration"):
+            for who in ("samples", "real"):
+                print(f"| {key} {who} | "
+                      + " | ".join(f"{v:.3f}" for v in statistics[key][who]) + " |")
+        print()
+    return {"tweedie": quality, "cross_denoising": cross, "samples": statistics}
 
 
 class TruthCentred(torch.nn.Module):
@@ -159,9 +214,24 @@ def summary(name: str, scores: torch.Tensor, anchor: torch.Tensor, sources, rtf:
             "rtf": rtf}
 
 
+def load_separator(args) -> Separator:
+    """The model by id, or the weights of a training checkpoint."""
+    if args.checkpoint:
+        checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        priors = build_priors(ModelConfig.from_dict(checkpoint["model_config"]))
+        priors.load_state_dict(checkpoint["model"])
+        print(f"# checkpoint {args.checkpoint}: step {checkpoint['step']}, "
+              f"{checkpoint['elapsed'] / 3600:.2f} h of training", file=sys.stderr)
+        return Separator(priors.eval())
+    return Separator.from_pretrained(args.model, method=args.method)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="toy")
+    parser.add_argument("--checkpoint", default=None, help="a training checkpoint instead")
+    parser.add_argument("--method", default=None,
+                        help="load with this method (posterior methods load the encoder)")
     parser.add_argument("--split", default="test", choices=["test", "validation"])
     parser.add_argument("--n-mixes", type=int, default=100)
     parser.add_argument("--length", type=int, default=16000, help="samples per mix")
@@ -169,8 +239,16 @@ def main() -> None:
     parser.add_argument("--diagnostics", default="cold,oracle",
                         help="comma-separated: cold (real use), oracle (start at the truth), "
                         "halfway (midway between the truth and the mix)")
-    parser.add_argument("--score-sigmas", default="0.01,0.03,0.1,0.3,1.0",
+    parser.add_argument("--start-sigma", type=float, default=0.3,
+                        help="diffusion: noise level of the oracle and halfway starts")
+    parser.add_argument("--score-sigmas", default="0.03,0.1,0.3,1.0",
                         help="noise levels of the Tweedie score-quality table ('' to skip)")
+    parser.add_argument("--cross-sigmas", default="0.1,0.3",
+                        help="noise levels of the cross-denoising matrices ('' to skip)")
+    parser.add_argument("--score-examples", type=int, default=32,
+                        help="held-out examples per source for the score diagnostics")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="unconditional samples per source (0 to skip)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", dest="json_path", default=None)
@@ -182,82 +260,90 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     settings = args.settings or ["default"]
-    needs_encoder = any("method=posterior" in text for text in settings)
-    separator = Separator.from_pretrained(args.model,
-                                          method="posterior" if needs_encoder else "langevin")
+    separator = load_separator(args)
     separator.batch_size = args.batch_size
     multiple = separator.multiple
     length = args.length // multiple * multiple
-    separator.segment_length = max(separator.segment_length, length)
-    data = ToyDataset(args.split, args.n_mixes, separator.sample_rate)
-    truth = data.batch(range(args.n_mixes))[..., :length]
+    data = ToyDataset(args.split, max(args.n_mixes, args.score_examples), separator.sample_rate)
+    everything = data.batch(range(max(args.n_mixes, args.score_examples)))
+    truth = everything[:args.n_mixes, :, :length]
     mixes = mix(truth)
     anchor = si_sdr(mixes[:, None].expand_as(truth), truth)
     audio_seconds = args.n_mixes * length / separator.sample_rate
     sources = separator.sources
-    print(f"# {args.n_mixes} {args.split} mixes x {length} samples, model {args.model}, "
+    print(f"# {args.n_mixes} {args.split} mixes x {length} samples, model "
+          f"{args.checkpoint or args.model} ({separator.priors.config.family}), "
           f"torch {torch.__version__}, {args.threads} threads", file=sys.stderr)
     print(f"mix itself (lower anchor): SI-SDR {anchor.mean():.2f} dB "
-          + " ".join(f"{s} {anchor[:, k].mean():.2f}" for k, s in enumerate(sources)))
-    quality = []
-    if args.score_sigmas:
-        quality = score_quality(separator, truth[:16], [float(v) for v in
-                                                        args.score_sigmas.split(",")])
-        print("\nscore quality: Tweedie denoising gain in dB (x + sigma eps -> posterior mean)")
-        print("| sigma | " + " | ".join(sources) + " |")
-        print("|" + "---|" * (len(sources) + 1))
-        for row in quality:
-            print(f"| {row['sigma']} | " + " | ".join(f"{v:+.1f}" for v in row["gain_db"])
-                  + " |")
-        print()
+          + " ".join(f"{s} {anchor[:, k].mean():.2f}" for k, s in enumerate(sources)) + "\n")
+    diagnostics = None
+    if args.score_sigmas or args.cross_sigmas or args.samples:
+        segment = separator.segment_length
+        score_truth = everything[:args.score_examples, :, :segment]
+        diagnostics = score_diagnostics(
+            separator.priors, score_truth,
+            [float(v) for v in args.score_sigmas.split(",") if v],
+            [float(v) for v in args.cross_sigmas.split(",") if v], args.samples)
     diagnostic_elbo = None
-    if needs_encoder:
+    if separator.encoder is not None:
         diagnostic_elbo = elbo_diagnostic(separator, mixes, truth, args.batch_size)
         print(f"ELBO (nats per mix sample): encoder {diagnostic_elbo['encoder']:+.3f}, "
               f"a posterior centred on the true sources {diagnostic_elbo['truth_centred']:+.3f}"
               "\n")
-    header = ("| setting | start | Langevin steps | " + " | ".join(f"{s} SI-SDRi" for s in sources)
+    header = ("| setting | start | evaluations | "
+              + " | ".join(f"{s} SI-SDRi" for s in sources)
               + " | mean SI-SDRi | mean SI-SDR | RTF |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
-    base = separator.langevin  # the model's stored defaults; every setting starts from them
+    base = (separator.method, separator.langevin, separator.diffusion)
     for text in settings:
-        method, samples, config = parse_setting(text, base)
+        separator.method, separator.langevin, separator.diffusion = base
+        method, samples, overrides = parse_setting(text, separator)
         separator.method, separator.samples = method, samples
+        separator.configure(**overrides)
         for diagnostic in args.diagnostics.split(","):
             if diagnostic not in ("cold", "oracle", "halfway"):
                 raise SystemExit(f"unknown diagnostic {diagnostic!r}")
-            if diagnostic != "cold" and method != "langevin":
+            if diagnostic != "cold" and method not in ("langevin", "diffusion"):
                 continue
-            outcome = evaluate(separator, mixes, truth, config, diagnostic, args.batch_size)
+            outcome = evaluate(separator, mixes, truth, diagnostic, args.batch_size,
+                               args.start_sigma)
             rtf = outcome["seconds"] / audio_seconds
             row = summary(text, outcome["si_sdr"], anchor, sources, rtf)
-            steps = 0 if method == "posterior" else config.total_steps
-            row.update(start=diagnostic, steps=steps, method=method,
+            config = separator.diffusion if method == "diffusion" else separator.langevin
+            evaluations = separator.evaluations_per_segment
+            row.update(start=diagnostic, evaluations=evaluations, method=method,
                        config=dataclasses.asdict(config))
             results.append(row)
             cells = " | ".join(f"{row['per_source'][s]['improvement_mean']:+.2f}"
                                for s in sources)
-            print(f"| {text} | {diagnostic} | {steps} | {cells} | "
+            print(f"| {text} | {diagnostic} | {evaluations} | {cells} | "
                   f"{row['improvement_mean']:+.2f} | {row['si_sdr_mean']:+.2f} | {rtf:.2f} |",
                   flush=True)
     if args.write_best:
         eligible = [row for row in results if row["start"] == "cold" and
-                    row["method"] == "langevin" and row["rtf"] <= args.max_rtf]
+                    row["method"] in ("langevin", "diffusion") and row["rtf"] <= args.max_rtf]
         if not eligible:
-            raise SystemExit(f"no cold-start Langevin setting ran within RTF {args.max_rtf}")
+            raise SystemExit(f"no cold-start sampler setting ran within RTF {args.max_rtf}")
         best = max(eligible, key=lambda row: row["improvement_mean"])
-        update_info(args.write_best, "separation", best["config"])
+        settings_now = read_separation(args.write_best)
+        chosen = {"method": best["method"]}
+        chosen[best["method"]] = (from_dict(DiffusionConfig, best["config"])
+                                  if best["method"] == "diffusion"
+                                  else from_dict(LangevinConfig, best["config"]))
+        write_separation(args.write_best, dataclasses.replace(settings_now, **chosen), {
+            "tuned on": f"{args.n_mixes} {args.split} mixes of {length} samples",
+            "setting": best["setting"],
+            "mean SI-SDRi (dB)": round(best["improvement_mean"], 2),
+            "real-time factor": round(best["rtf"], 2)})
         print(f"stored {best['setting']!r} (mean SI-SDRi {best['improvement_mean']:+.2f} dB on "
               f"{args.split}, RTF {best['rtf']:.1f}) in {args.write_best}", file=sys.stderr)
     if args.json_path:
         with open(args.json_path, "w") as handle:
             json.dump({"split": args.split, "n_mixes": args.n_mixes, "length": length,
-                       "anchor_si_sdr": anchor.mean().item(), "score_quality": quality,
-                       "elbo": diagnostic_elbo,
-                       "results": results}, handle,
-                      indent=2)
+                       "anchor_si_sdr": anchor.mean().item(), "diagnostics": diagnostics,
+                       "elbo": diagnostic_elbo, "results": results}, handle, indent=2)
 
 
 if __name__ == "__main__":

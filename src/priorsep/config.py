@@ -74,13 +74,20 @@ class FlowConfig:
         return 2 ** (self.n_blocks + self.early_squeezes)
 
 
+FRONT_ENDS = ("time", "spectral", "hybrid", "stft", "time+stft")
+"""Views of a score prior: "spectral" is the FFT of the whole segment, "stft" short-time
+spectra; "hybrid" is time + spectral."""
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """Architecture of the score-based priors: sigma-conditioned denoisers (see `priorsep.nn.score`).
 
     Front ends: "time" (a dilated WaveNet over frames of `frame` samples), "spectral" (a dilated
-    WaveNet over the bins of the orthonormal FFT of the whole segment) or "hybrid" (both, outputs
-    summed). Layer i of a stack has dilation 2**(i % cycle).
+    WaveNet over the bins of the orthonormal FFT of the whole segment), "stft" (a dilated WaveNet
+    over the bins of every short-time spectrum, which also sees the segment's mean magnitude
+    spectrum), "hybrid" (time + spectral) or "time+stft"; several views' outputs are summed.
+    Layer i of a stack has dilation 2**(i % cycle).
     """
 
     front_end: str = "hybrid"
@@ -94,6 +101,11 @@ class ScoreConfig:
     spectral_channels: int = 32
     spectral_layers: int = 12
     spectral_cycle: int = 12
+    stft_size: int = 1024
+    """Window of the short-time view (hop: half of it, square-root Hann windows)."""
+    stft_channels: int = 32
+    stft_layers: int = 8
+    stft_cycle: int = 8
     kernel_size: int = 3
     embedding_channels: int = 32
     """Width of the noise-level embedding added into every gate."""
@@ -107,10 +119,13 @@ class ScoreConfig:
     length (the training frame length)."""
 
     def __post_init__(self) -> None:
-        if self.front_end not in ("time", "spectral", "hybrid"):
+        if self.front_end not in FRONT_ENDS:
             raise ValueError(f"unknown front_end {self.front_end!r}; "
-                             "choose time, spectral or hybrid")
-        if min(self.frame, self.spectral_frame, self.time_layers, self.spectral_layers, self.time_cycle,
+                             f"choose {', '.join(FRONT_ENDS)}")
+        if self.stft_size < 4 or self.stft_size % 2 or self.segment_length % (self.stft_size // 2):
+            raise ValueError("stft_size must be even and its half divide segment_length")
+        if min(self.frame, self.spectral_frame, self.stft_channels, self.stft_layers,
+               self.stft_cycle, self.time_layers, self.spectral_layers, self.time_cycle,
                self.spectral_cycle, self.time_channels, self.spectral_channels,
                self.embedding_channels) < 1:
             raise ValueError("frame, layers, cycles and channels must be at least 1")

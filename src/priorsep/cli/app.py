@@ -99,13 +99,16 @@ class TrainReporter(TerminalProgress):
     """Rich progress bar on a terminal; a plain line every `every` steps otherwise."""
 
     def __init__(self, total: int, quiet: bool, every: int, sources: tuple[str, ...],
-                 loss_name: str = "loss") -> None:
+                 loss_name: str = "loss", loss_unit: str = "nats/sample",
+                 validation_name: str = "validation log-likelihood (nats/sample)") -> None:
         super().__init__(quiet, TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-                         TextColumn(loss_name + " {task.fields[loss]:.3f} nats/sample"),
+                         TextColumn(loss_name + " {task.fields[loss]:.3f} " + loss_unit),
                          TextColumn("{task.fields[speed]:,.0f} samples/s"),
                          TimeRemainingColumn())
         self.quiet = quiet
         self.loss_name = loss_name
+        self.loss_unit = loss_unit
+        self.validation_name = validation_name
         self.every = max(every, 1)
         self.sources = sources
         if self.progress is not None:
@@ -119,12 +122,12 @@ class TrainReporter(TerminalProgress):
                                  speed=report.samples_per_second)
         elif report.step % self.every == 0 or report.step == report.total:
             console.print(f"step {report.step}/{report.total}  {self.loss_name} {report.loss:.4f} "
-                          f"nats/sample  {report.samples_per_second:,.0f} samples/s  "
+                          f"{self.loss_unit}  {report.samples_per_second:,.0f} samples/s  "
                           f"lr {report.lr:.2e}", highlight=False)
         if report.validation is not None:
             scores = "  ".join(f"{name} {score:+.3f}"
                                for name, score in zip(self.sources, report.validation))
-            console.print(f"validation log-likelihood (nats/sample): {scores}", highlight=False)
+            console.print(f"{self.validation_name}: {scores}", highlight=False)
 
 
 def main() -> None:

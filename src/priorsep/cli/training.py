@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +30,26 @@ from priorsep.cli.app import (
     notice,
     reports_errors,
 )
-from priorsep.config import FlowConfig
+from priorsep.config import FlowConfig, ScoreConfig
 from priorsep.errors import UsageError
+from priorsep.nn.registry import build_priors
+
+
+def parse_fields(items: list[str]) -> dict:
+    """`--set FIELD=VALUE` items -> {field: value}; values are JSON where they parse
+    (numbers, true/false), else strings."""
+    import json
+
+    fields = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {item}: expected FIELD=VALUE")
+        try:
+            fields[name.strip()] = json.loads(value)
+        except ValueError:
+            fields[name.strip()] = value
+    return fields
 
 
 @app.command()
@@ -42,6 +61,24 @@ def train(
     sources: Annotated[str | None, typer.Option(
         help="Comma-separated source names (folder dataset; default: every subfolder).")] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
+    prior: Annotated[str, typer.Option(
+        help="Prior family: flowavenet (normalizing flows, exact likelihood) or score "
+             "(denoisers trained by denoising score matching, separated by diffusion).")
+    ] = "flowavenet",
+    front_end: Annotated[str, typer.Option(
+        help="Score priors: time, spectral or hybrid (both views, outputs summed).")
+    ] = ScoreConfig.front_end,
+    shared: Annotated[bool, typer.Option(
+        "--shared", help="Score priors: one network for all sources, told the source by an "
+                         "embedding (instead of one grouped network per source).")] = False,
+    sigma_min: Annotated[float, typer.Option(
+        help="Score priors: lowest training noise level (log-uniform draws).")] = 0.005,
+    sigma_max: Annotated[float, typer.Option(
+        help="Score priors: highest training noise level.")] = 2.0,
+    set_fields: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="FIELD=VALUE",
+        help="Set any architecture field of the family's config (FlowConfig or ScoreConfig; "
+             "see docs/cli.md), e.g. --set time_channels=64. Repeatable.")] = None,
     n_blocks: Annotated[int, typer.Option(help="Flow blocks (one squeeze each).")
                         ] = FlowConfig.n_blocks,
     early_squeezes: Annotated[int, typer.Option(help="Squeezes before the first block.")
@@ -81,22 +118,41 @@ def train(
     from priorsep.train import resolve_device
     from priorsep.train import train as run_training
 
+    if prior not in ("flowavenet", "score"):
+        raise UsageError(f"--prior {prior}: choose flowavenet or score")
     data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
+    fields = parse_fields(set_fields or [])
+    architecture_class = ScoreConfig if prior == "score" else FlowConfig
+    known = {field.name for field in dataclasses.fields(architecture_class)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise UsageError(f"--set {unknown[0]}: not a field of {architecture_class.__name__} "
+                         f"({', '.join(sorted(known))})")
     try:
-        flow = FlowConfig(n_blocks=n_blocks, early_squeezes=early_squeezes, n_flows=n_flows,
-                          n_layers=n_layers,
-                          residual_channels=width, skip_channels=width,
-                          cond_channels=cond_channels, permutation=permutation,
-                          frame_transform=frame_transform)
-        model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate, architecture=flow,
-                                   grouped=grouped)
+        if prior == "score":
+            architecture = ScoreConfig(**{"front_end": front_end, "shared": shared,
+                                          "segment_length": frame_length, **fields})
+            noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+        else:
+            architecture = FlowConfig(**{
+                "n_blocks": n_blocks, "early_squeezes": early_squeezes, "n_flows": n_flows,
+                "n_layers": n_layers, "residual_channels": width, "skip_channels": width,
+                "cond_channels": cond_channels, "permutation": permutation,
+                "frame_transform": frame_transform, **fields})
+            noise = {}
+        model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
+                                   architecture=architecture, grouped=grouped)
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    checkpoint_every=checkpoint_every, eval_every=eval_every,
-                                   seed=seed)
-    except ValueError as error:
+                                   seed=seed, **noise)
+    except (ValueError, TypeError) as error:
         raise typer.BadParameter(str(error)) from None
-    with TrainReporter(steps, quiet, checkpoint_every, data.sources) as reporter:
+    family = build_priors(model_config)
+    units = ({} if family.has_log_prob else
+             {"loss_name": "denoising loss", "loss_unit": "(EDM-weighted)"})
+    with TrainReporter(steps, quiet, checkpoint_every, data.sources,
+                       validation_name=family.validation_name, **units) as reporter:
         priors = run_training(model_config, train_config, data, out, resume=resume,
                               device=resolve_device(device), validation=validation, info=info,
                               on_progress=reporter)

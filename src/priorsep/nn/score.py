@@ -162,7 +162,15 @@ class ScorePriors(SourcePrior):
         kernel = arch.kernel_size
         self.time = None
         self.spectral = None
-        if arch.front_end in ("time", "hybrid"):
+        self.stft = None
+        if arch.front_end in ("stft", "time+stft"):
+            step = arch.spectral_frame
+            # per step: `step` bins of (real, imaginary, mean magnitude) and the position
+            self.stft = DilatedStack(3 * step + 1, 2 * step, arch.stft_channels,
+                                     arch.stft_layers, arch.stft_cycle, kernel, emb, groups)
+            window = torch.hann_window(arch.stft_size, periodic=True, dtype=torch.float64)
+            self.register_buffer("window", window.sqrt().float(), persistent=False)
+        if arch.front_end in ("time", "hybrid", "time+stft"):
             self.time = DilatedStack(arch.frame, arch.frame, arch.time_channels,
                                      arch.time_layers, arch.time_cycle, kernel, emb, groups)
         if arch.front_end in ("spectral", "hybrid"):
@@ -202,6 +210,8 @@ class ScorePriors(SourcePrior):
                 rows, groups, time)
         if self.spectral is not None:
             out = out + self._spectral_branch(x, embedding)
+        if self.stft is not None:
+            out = out + self._stft_branch(x, embedding)
         return out.reshape(batch, n_sources, time)
 
     def _spectral_branch(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -225,6 +235,40 @@ class ScorePriors(SourcePrior):
         y = y.view(rows, groups, 2, step, steps).permute(0, 1, 2, 4, 3)
         y = y.reshape(rows, groups, 2, padded)[..., :bins]
         return torch.fft.irfft(torch.complex(y[:, :, 0], y[:, :, 1]), n=time, norm="ortho")
+
+    def _stft_branch(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The short-time view: (rows, groups, time) -> (rows, groups, time).
+
+        Square-root Hann windows at half overlap make the STFT a tight frame, inverted exactly by
+        overlap-add. Every frame's spectrum is processed along frequency (frames as examples),
+        each step also given the segment's mean magnitude over frames, which shows the
+        partials of a steady tone far above the noise.
+        """
+        rows, groups, time = x.shape
+        size, step = self.arch.stft_size, self.arch.spectral_frame
+        spectrum = torch.stft(x.reshape(rows * groups, time), size, size // 2,
+                              window=self.window, center=True, normalized=True,
+                              return_complex=True)  # (R*G, K, F)
+        _, bins, frames = spectrum.shape
+        steps = -(-bins // step)
+        padded = steps * step
+        spectrum = spectrum.view(rows, groups, bins, frames).permute(0, 3, 1, 2)  # (R, F, G, K)
+        magnitude = spectrum.abs().mean(dim=1, keepdim=True).expand_as(spectrum.real)
+        parts = torch.stack([spectrum.real, spectrum.imag, magnitude], dim=3)  # (R, F, G, 3, K)
+        parts = nn.functional.pad(parts, (0, padded - bins))
+        # (R, F, G, 3, S*step) -> (R*F, G, 3*step, S): `step` neighbouring bins per step
+        parts = parts.view(rows, frames, groups, 3, steps, step).permute(0, 1, 2, 3, 5, 4)
+        parts = parts.reshape(rows * frames, groups, 3 * step, steps)
+        position = torch.linspace(0.0, 1.0, steps, dtype=x.dtype, device=x.device)
+        position = position.expand(rows * frames, groups, 1, steps)
+        features = torch.cat([parts, position], dim=2).reshape(rows * frames, -1, steps)
+        y = self.stft(features, embedding.repeat_interleave(frames, dim=0))
+        # (R*F, G*2*step, S) -> (R*G, K, F) complex
+        y = y.view(rows, frames, groups, 2, step, steps).permute(0, 2, 3, 5, 4, 1)
+        y = y.reshape(rows * groups, 2, padded, frames)[:, :, :bins]
+        out = torch.istft(torch.complex(y[:, 0], y[:, 1]), size, size // 2, window=self.window,
+                          center=True, normalized=True, length=time)
+        return out.view(rows, groups, time)
 
     def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D(x, sigma): the estimate of the clean sources.
@@ -290,8 +334,8 @@ class ScorePriors(SourcePrior):
                              generator=generator)
 
     def receptive_field(self) -> int:
-        """The whole segment when the spectral view is on; else the time stack's span."""
-        if self.spectral is not None:
+        """The whole segment when a spectral view is on; else the time stack's span."""
+        if self.spectral is not None or self.stft is not None:
             return self.arch.segment_length
         arch = self.arch
         half = (arch.kernel_size - 1) // 2 * sum(2 ** (i % arch.time_cycle)
@@ -327,6 +371,10 @@ class ScorePriors(SourcePrior):
         if self.time is not None:
             views.append(f"time: frames of {arch.frame} samples, {arch.time_layers} layers, "
                          f"width {arch.time_channels}")
+        if self.stft is not None:
+            views.append(f"short-time spectra of {arch.stft_size} samples, "
+                         f"{arch.spectral_frame} bins per step, {arch.stft_layers} layers, "
+                         f"width {arch.stft_channels}")
         if self.spectral is not None:
             views.append(f"spectral: FFT of the {arch.segment_length}-sample segment, "
                          f"{arch.spectral_frame} bins per step, {arch.spectral_layers} layers, "

@@ -196,6 +196,7 @@ def _integrate(priors: SourcePrior, x: torch.Tensor, config: DiffusionConfig,
 
 def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                        config: DiffusionConfig | None = None, *,
+                       initial: torch.Tensor | None = None,
                        generator: torch.Generator | None = None,
                        progress: Progress | None = None) -> DiffusionResult:
     """Sample the sources of each mix with the independent score priors under the mix.
@@ -207,6 +208,9 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
         mix: (batch, time), time a multiple of `priors.frame_multiple`.
         mixing: the linear mixing g.
         config: schedule, solver, churn, constraint, initialisation, chains.
+        initial: (batch, n_sources, time) sources to start from (plus sigma_max noise),
+            overriding `config.init`; with a low sigma_max this continues a run from a guess
+            (e.g. the true sources, for diagnostics).
         generator: CPU generator of every noise sample; default: seeded with `config.seed`.
         progress: called with (evaluations done, total) after every score evaluation.
 
@@ -227,7 +231,15 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
         # chain c of mix b sits at row b * chains + c: (B, T) -> (B*C, T)
         chain_mix = mix.repeat_interleave(chains, dim=0)
         noise = config.sigma_max * _normal((batch * chains, n_sources, time), generator, mix)
-        start = mixing.spread(chain_mix, n_sources) if config.init == "mix" else 0.0
+        if initial is not None:
+            if initial.shape != (batch, n_sources, time):
+                raise ValueError(f"initial must have shape {(batch, n_sources, time)}, "
+                                 f"got {tuple(initial.shape)}")
+            start = initial.to(mix).repeat_interleave(chains, dim=0)
+        elif config.init == "mix":
+            start = mixing.spread(chain_mix, n_sources)
+        else:
+            start = 0.0
         constraint = _Constraint(config.constraint, chain_mix, mixing, n_sources,
                                  config.gamma_scale)
         sources, residual = _integrate(priors, start + noise, config, constraint, generator,
