@@ -118,8 +118,12 @@ def test_report_has_every_section_with_the_right_shapes(full_evaluation, models)
         assert set(separation[metric]) == {"separated", "mix", "oracle"}
         assert set(separation[metric]["separated"]) == {*sources, "all"}
         assert np.shape(separation["per_mix"][metric]["separated"]) == (2, n)
-    langevin = separation["settings"]["langevin"]
+    assert separation["settings"]["method"] == "langevin"
+    langevin = separation["settings"]["sampler"]
     assert langevin["n_levels"] * langevin["steps_per_level"] <= 4
+    denoising = sections["denoising"]
+    assert np.shape(denoising["gain_db"]) == (len(denoising["sigmas"]), n)
+    assert all(np.shape(table) == (n, n) for table in denoising["cross_denoising"].values())
     assert separation["sisec"] is None  # toy: no SiSEC figure
     # the oracle loses nothing in the overlap-add; the mix is a poor but finite anchor
     assert separation["si_sdr"]["oracle"]["all"]["median"] > 60

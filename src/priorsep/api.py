@@ -50,6 +50,15 @@ def load_pretrained(model: str | os.PathLike, device: str | torch.device = "cpu"
     return priors, info
 
 
+def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
+                  notify: Callable[[str], None] | None = None, with_posterior: bool = False
+                  ) -> tuple[SourcePrior, dict[str, Any], PosteriorEncoder | None,
+                             SeparationSettings]:
+    """(priors, info, the stored posterior encoder or None, the stored separation settings) of
+    a model id; `with_posterior` makes a missing encoder an error."""
+    return _load(model, device, notify, with_posterior)
+
+
 def _load(model: str | os.PathLike, device: str | torch.device,
           notify: Callable[[str], None] | None, with_posterior: bool
           ) -> tuple[SourcePrior, dict[str, Any], PosteriorEncoder | None, SeparationSettings]:

@@ -6,9 +6,13 @@ Sections (the thesis' experiments), each a JSON-ready dict under `report["sectio
   at each level (`priorsep.evaluation.levels` says which levels a model has);
 - `constant`: constant 0, constant 1 and N(0, 0.5²) inputs, a receptive field long;
 - `gaussian`: pure Gaussian noise of growing level under each prior;
+- `denoising` (every family): the Tweedie gain of each source's own prior per noise level and
+  the cross-denoising matrices (each source's data denoised by every prior), the score
+  analogue of `cross`;
 - `separation`: SI-SDR and SDR per source on held-out mixes, with the mix and oracle anchors;
 - `samples`: draws from the priors at several temperatures.
-The report also gives the prior's exact receptive field.
+The report also gives the prior's exact receptive field. The likelihood sections run for
+density families only (FloWaveNet, Gaussian); for a score family they hold a "skipped" note.
 
 `run_evaluation` computes, `write_report` writes `report.json`, `report.md`, PNG plots (when
 matplotlib is installed) and the samples as wav. The same configuration and seed give the same
@@ -32,17 +36,22 @@ import torch
 
 import priorsep
 from priorsep.data.held_out import DATASETS, HeldOutData
-from priorsep.evaluation import likelihood, markdown, plots, samples, separation
+from priorsep.evaluation import diagnostics, likelihood, markdown, plots, samples, separation
 from priorsep.evaluation.levels import THESIS_SIGMAS, PriorsUnderTest, load_priors_under_test
 from priorsep.storage import atomic_write_text
 
-SECTIONS: tuple[str, ...] = ("cross", "noise", "constant", "gaussian", "separation", "samples")
+SECTIONS: tuple[str, ...] = ("cross", "noise", "constant", "gaussian", "denoising", "separation",
+                             "samples")
+LIKELIHOOD_SECTIONS = ("cross", "noise", "constant", "gaussian")
+"""Sections that need a log-density: skipped, with a note, for score-only families."""
+DENOISING_SIGMAS: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+CROSS_DENOISING_SIGMAS: tuple[float, ...] = (0.1, 0.3)
 REPORT_FORMAT = 1
 REPORT_NAME = "report.json"
 MARKDOWN_NAME = "report.md"
 TIMINGS_NAME = "timings.json"
 _SEED_STREAMS = {"excerpts": 1, "noise": 2, "constant": 3, "gaussian": 4, "separation": 5,
-                 "samples": 6}
+                 "samples": 6, "denoising": 7}
 
 Notify = Callable[[str], None]
 SectionProgress = Callable[[str, int, int], None]
@@ -148,6 +157,43 @@ def receptive_field_entry(model: PriorsUnderTest) -> dict[str, Any]:
             "frame_multiple": config.frame_multiple}
 
 
+def denoising_section(model: PriorsUnderTest, excerpts: torch.Tensor, seed: int,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Tweedie gains per noise level and cross-denoising matrices (every family).
+
+    Args:
+        excerpts: (n, n_sources, time) held-out sources.
+
+    Returns:
+        {"sigmas", "gain_db": rows (sigma) x columns (source), "cross_sigmas",
+         "cross_denoising": {sigma: rows (data) x columns (prior)}, "margin_db": {sigma: the
+         smallest lead of a source's own prior over the best other}}.
+    """
+    priors = model.priors
+    segment = priors.segment_length
+    if segment and excerpts.shape[-1] > segment:
+        excerpts = excerpts[..., :segment]  # the length the priors were built for
+    total = len(DENOISING_SIGMAS) + len(CROSS_DENOISING_SIGMAS)
+    gains = []
+    for index, sigma in enumerate(DENOISING_SIGMAS):
+        gains.append(diagnostics.tweedie_table(priors, excerpts, [sigma], seed)[0]["gain_db"])
+        if progress is not None:
+            progress(index + 1, total)
+    cross, margins = {}, {}
+    n_sources = len(model.sources)
+    for index, sigma in enumerate(CROSS_DENOISING_SIGMAS):
+        table = diagnostics.cross_denoising(priors, excerpts, sigma, seed)
+        cross[f"{sigma:g}"] = table.tolist()
+        margins[f"{sigma:g}"] = (min(float(table[j, j]) - max(float(table[j, k])
+                                                              for k in range(n_sources) if k != j)
+                                     for j in range(n_sources)) if n_sources > 1 else None)
+        if progress is not None:
+            progress(len(DENOISING_SIGMAS) + index + 1, total)
+    return {"sigmas": list(DENOISING_SIGMAS), "gain_db": gains,
+            "cross_sigmas": list(CROSS_DENOISING_SIGMAS), "cross_denoising": cross,
+            "margin_db": margins}
+
+
 def run_evaluation(config: EvaluationConfig, model: str = "toy",
                    device: str | torch.device = "cpu", *, notify: Notify | None = None,
                    progress: SectionProgress | None = None,
@@ -192,14 +238,20 @@ def run_evaluation(config: EvaluationConfig, model: str = "toy",
         return lambda done, total: progress(name, done, total)
 
     excerpts = None
-    if {"cross", "noise", "gaussian"} & set(config.sections):
+    if {"cross", "noise", "gaussian", "denoising"} & set(config.sections):
         excerpts = data.excerpts(config.n_examples, length, seed_for(config.seed, "excerpts"))
     for name in SECTIONS:
         if name not in config.sections:
             continue
         started = time.perf_counter()
         step = section_progress(name)
-        if name == "cross":
+        if name in LIKELIHOOD_SECTIONS and not under_test.priors.has_log_prob:
+            section = {"skipped": f"{model_config.family} priors have no log-density "
+                                  "(see the denoising section)"}
+        elif name == "denoising":
+            section = denoising_section(under_test, excerpts, seed_for(config.seed, "denoising"),
+                                        step)
+        elif name == "cross":
             section = likelihood.cross_section(under_test, excerpts, step)
         elif name == "noise":
             section = (likelihood.noise_section(under_test, excerpts,

@@ -71,6 +71,10 @@ def _print_section(name: str, section: dict, sources: list[str]) -> None:
             console.print(_cross_likelihood_view(
                 table["table"], sources, f"cross-likelihood, nats/sample, data and priors at "
                                          f"sigma={table['sigma']:g}"))
+    elif name == "denoising":
+        for sigma, table in section["cross_denoising"].items():
+            console.print(_cross_likelihood_view(
+                table, sources, f"cross-denoising, Tweedie gain dB, sigma={sigma}"))
     elif name == "separation":
         view = Table(title="SI-SDR, dB: median / mean over the mixes")
         for column in ("source", "separated", "mix (lower)", "oracle (upper)"):

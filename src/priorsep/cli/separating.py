@@ -32,15 +32,17 @@ def separate(
         "--model", "-m", help="Bundled name, model folder or Hub repo owner/name@revision.")
     ] = "toy",
     steps: Annotated[int | None, typer.Option(
-        help="Langevin steps in all (spread over the noise levels); default: the model's.")
+        help="Sampler steps: diffusion steps, or Langevin steps in all (spread over the noise "
+             "levels); default: the model's.")
     ] = None,
     chains: Annotated[int | None, typer.Option(help="Chains per segment; the best is kept.")
                       ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the sampler.")] = None,
-    method: Annotated[str, typer.Option(
-        help="langevin (posterior sampling), posterior (one pass of the model's amortised "
-             "encoder) or posterior+langevin (the encoder starts a short Langevin run: a "
-             "quarter of the model's steps unless --steps).")] = "langevin",
+    method: Annotated[str | None, typer.Option(
+        help="diffusion (the diffusion sampler, for score priors), langevin (Langevin "
+             "posterior sampling), posterior (one pass of the model's amortised encoder) or "
+             "posterior+langevin (the encoder starts a short Langevin run: a quarter of the "
+             "model's steps unless --steps). Default: the model's own.")] = None,
     samples: Annotated[int, typer.Option(
         help="With the posterior methods: average this many encoder draws (0: its mean).")
     ] = 0,
@@ -56,7 +58,6 @@ def separate(
     quiet: QuietOption = False,
 ) -> None:
     """Separate each mix into one file per source: OUT/<track>/<source>.wav."""
-    import dataclasses
     import sys
 
     from priorsep.api import Separator, output_path
@@ -64,8 +65,10 @@ def separate(
     from priorsep.train import resolve_device
 
     if method == "posterior" and (steps is not None or chains is not None):
-        raise UsageError("--steps and --chains apply to the Langevin methods, not to "
+        raise UsageError("--steps and --chains apply to the samplers, not to "
                          "--method posterior")
+    if steps is not None and steps < 1:
+        raise UsageError("--steps must be at least 1")
     if out is None and stdout_source is None:
         raise UsageError("give an output folder with -o OUT, or --stdout SOURCE")
     if stdout_source is not None and len(inputs) != 1:
@@ -76,19 +79,12 @@ def separate(
         raise UsageError("stdin (-) can be read only once")
     ext, subtype = FORMATS["float32" if float32 else "int24" if int24 else
                            "flac" if flac else "int16"]
-    overrides = {"seed": seed, "n_chains": chains}
     separator = Separator.from_pretrained(model, resolve_device(device), notify=notice,
                                           method=method, samples=samples)
-    if steps is not None:
-        if steps < 1:
-            raise UsageError("--steps must be at least 1")
-        n_levels = min(separator.langevin.n_levels, steps)
-        overrides.update(n_levels=n_levels, steps_per_level=max(steps // n_levels, 1))
     try:
-        separator.langevin = dataclasses.replace(
-            separator.langevin, **{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+        separator.configure(steps=steps, seed=seed, n_chains=chains)
+    except UsageError as error:
+        raise UsageError(f"--steps/--chains/--seed: {error}") from None
     if stdout_source is not None and stdout_source not in separator.sources:
         raise UsageError(f"--stdout {stdout_source}: the model's sources are "
                          f"{', '.join(separator.sources)}")

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from priorsep.errors import UsageError
+from priorsep.storage import SeparationSettings, read_separation
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.prior import CombinedPriors, SourcePriors
 
@@ -111,6 +112,8 @@ class PriorsUnderTest:
     levels: list[PriorLevel]
     info: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    settings: SeparationSettings = field(default_factory=SeparationSettings)
+    """The separation settings stored with the (base) model."""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -166,7 +169,7 @@ def load_priors_under_test(model_id: str, device: torch.device | str,
     Raises:
         UsageError: the per-level models disagree on sources or sample rate.
     """
-    from priorsep.api import load_pretrained
+    from priorsep.api import load_model_id, load_pretrained
 
     folders = level_folders(Path(model_id).expanduser())
     if folders:
@@ -186,13 +189,18 @@ def load_priors_under_test(model_id: str, device: torch.device | str,
             base_sigma = levels[0].sigma
             notes.append(f"no clean model at the top of the folder: the clean sections use the "
                          f"lowest level, sigma = {base_sigma:g}")
-        return PriorsUnderTest(model_id, "per-level", priors, base_sigma, levels, info, notes)
+        settings = SeparationSettings()
+        if (Path(model_id).expanduser() / "config.json").is_file():
+            settings = read_separation(Path(model_id).expanduser())
+        return PriorsUnderTest(model_id, "per-level", priors, base_sigma, levels, info, notes,
+                               settings)
 
-    priors, info = load_pretrained(model_id, device, notify)
+    priors, info, _, settings = load_model_id(model_id, device, notify)
     config = priors.config
     if config.sigma_max <= 0:
         return PriorsUnderTest(model_id, "clean", priors, 0.0, [], info,
-                               ["clean priors (no noise levels): noise sections skipped"])
+                               ["clean priors (no noise levels): noise sections skipped"],
+                               settings)
     notes = []
     outside = [s for s in sigmas if not config.sigma_min <= s <= config.sigma_max]
     if outside:
@@ -202,4 +210,5 @@ def load_priors_under_test(model_id: str, device: torch.device | str,
         if notify is not None:
             notify(message)
     levels = [PriorLevel(float(sigma), priors) for sigma in sorted(sigmas)]
-    return PriorsUnderTest(model_id, "sigma-conditional", priors, 0.0, levels, info, notes)
+    return PriorsUnderTest(model_id, "sigma-conditional", priors, 0.0, levels, info, notes,
+                           settings)

@@ -20,7 +20,7 @@ import torch
 
 from priorsep.evaluation.levels import Priors, PriorsUnderTest
 from priorsep.metrics import cross_likelihood
-from priorsep.train import validation_log_likelihood
+from priorsep.nn.prior import validation_log_likelihood
 
 GAUSSIAN_SIGMAS: tuple[float, ...] = tuple(10 ** (k / 4) for k in range(-12, 1))
 """Levels of the pure-noise inputs: 13 geometric steps from 0.001 to 1."""

@@ -16,6 +16,7 @@ SECTION_TITLES = {
     "noise": "Noise conditioning",
     "constant": "Constant and random inputs",
     "gaussian": "Gaussian noise against its level",
+    "denoising": "Denoising (Tweedie gain and cross-denoising)",
     "separation": "Separation",
     "samples": "Samples from the priors",
 }
@@ -124,17 +125,26 @@ def _gaussian(section: dict, report: dict, files: set[str]) -> list[str]:
 def _separation(section: dict, report: dict, files: set[str]) -> list[str]:
     sources = report["model"]["sources"]
     settings = section["settings"]
-    langevin = settings["langevin"]
-    capped = (f", capped from the model's {settings['model_steps']}"
-              if settings["model_steps"] > langevin["n_levels"] * langevin["steps_per_level"]
-              else "")
+    sampler = settings["sampler"]
+    if settings["method"] == "diffusion":
+        capped = (f", capped from the model's {settings['model_steps']}"
+                  if settings["model_steps"] > sampler["steps"] else "")
+        described = (f"diffusion sampler, {sampler['steps']} {sampler['solver']} steps{capped}, "
+                     f"sigma {sampler['sigma_max']:g} -> {sampler['sigma_min']:g}, constraint "
+                     f"{sampler['constraint']}, churn {sampler['churn']:g}, "
+                     f"{sampler['corrector_steps']} correction(s) per step")
+    else:
+        total = sampler["n_levels"] * sampler["steps_per_level"]
+        capped = (f", capped from the model's {settings['model_steps']}"
+                  if settings["model_steps"] > total else "")
+        described = (f"Langevin {sampler['mode']}, {sampler['n_levels']} levels x "
+                     f"{sampler['steps_per_level']} steps{capped}, sigma "
+                     f"{sampler['sigma_max']:g} -> {sampler['sigma_min']:g}")
     lines = [
         f"{settings['mixes']} held-out mixes of {settings['seconds']:g} s "
         f"({settings['length']} samples), mixed with the model's mixing ({settings['mixing']}); "
-        f"Langevin {langevin['mode']}, {langevin['n_levels']} levels x "
-        f"{langevin['steps_per_level']} steps{capped}, sigma {langevin['sigma_max']:g} -> "
-        f"{langevin['sigma_min']:g}, init {langevin['init']}, {langevin['n_chains']} chain(s), "
-        f"seed {langevin['seed']}; segments of {settings['segment_length']} samples, overlap "
+        f"{described}, init {sampler['init']}, {sampler['n_chains']} chain(s), "
+        f"seed {sampler['seed']}; segments of {settings['segment_length']} samples, overlap "
         f"{settings['overlap']}. Anchors: *mix* = the mix as every source's estimate (lower), "
         "*oracle* = the true sources through the same overlap-add path (upper). dB, median / "
         "mean over the mixes:", ""]
@@ -161,14 +171,16 @@ def _separation(section: dict, report: dict, files: set[str]) -> list[str]:
 
 def _samples(section: dict, report: dict, files: set[str]) -> list[str]:
     sources = report["model"]["sources"]
-    lines = [f"One {section['seconds']:g} s sample per source and temperature, through the "
-             f"flow's inverse at condition sigma = {section['sigma']:g}, all temperatures from "
-             "the same latent draw. RMS / peak / log-likelihood under the source's own prior "
-             "(nats/sample):", ""]
+    lines = [f"One {section['seconds']:g} s sample per source and temperature (a flow's inverse, "
+             "or a score prior's diffusion sampler), at condition sigma = "
+             f"{section['sigma']:g}, all temperatures from the same latent draw. RMS / peak / "
+             "share of energy in the 8 strongest bins / log-likelihood under the source's own "
+             "prior (nats/sample; n/a for a family without a log-density):", ""]
     rows = []
     for temperature, stats in section["stats"].items():
         rows.append([temperature, *[
             f"{stats[s]['rms']:.3f} / {stats[s]['peak']:.3f} / "
+            f"{_number(stats[s].get('concentration'), '.2f')} / "
             f"{_number(stats[s]['log_likelihood'])}" + ("" if stats[s]["finite"]
                                                          else " (non-finite values zeroed)")
             for s in sources]])
@@ -179,8 +191,31 @@ def _samples(section: dict, report: dict, files: set[str]) -> list[str]:
     return lines + _image(plots.SAMPLES_PLOT, "samples", files)
 
 
+def _denoising(section: dict, report: dict, files: set[str]) -> list[str]:
+    sources = report["model"]["sources"]
+    lines = ["Tweedie gain of each source's own prior, 10 log10(|noise|^2 / |D(x + noise) - x|^2) "
+             "dB (0: no better than the noisy input):", ""]
+    lines += _table(["sigma", *sources],
+                    [[f"{sigma:g}", *(_number(v, "+.1f") for v in row)]
+                     for sigma, row in zip(section["sigmas"], section["gain_db"])])
+    for sigma, table in section["cross_denoising"].items():
+        lines += [f"Cross-denoising at sigma = {sigma} (rows: data, columns: prior; gain dB, "
+                  "each row's best in bold):", ""]
+        rows = []
+        for source, values in zip(sources, table):
+            best = max(values)
+            rows.append([source] + [f"**{_number(v, '+.1f')}**" if v == best
+                                    else _number(v, "+.1f") for v in values])
+        lines += _table(["data \\ prior", *sources], rows)
+        margin = section["margin_db"][sigma]
+        if margin is not None:
+            lines += [f"Smallest lead of a source's own prior over the best other: "
+                      f"{_number(margin, '+.1f')} dB.", ""]
+    return lines + _image(plots.DENOISING_PLOT, "cross-denoising", files)
+
+
 RENDERERS = {"cross": _cross, "noise": _noise, "constant": _constant, "gaussian": _gaussian,
-             "separation": _separation, "samples": _samples}
+             "denoising": _denoising, "separation": _separation, "samples": _samples}
 
 
 def render_markdown(report: dict, plot_files: Iterable[str] = ()) -> str:

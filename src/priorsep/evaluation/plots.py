@@ -19,6 +19,7 @@ CROSS_BY_SIGMA_PLOT = "cross_likelihood_by_sigma.png"
 NOISE_PLOT = "noise_conditioning.png"
 GAUSSIAN_PLOT = "gaussian_noise.png"
 SEPARATION_PLOT = "separation.png"
+DENOISING_PLOT = "cross_denoising.png"
 SAMPLES_PLOT = "samples.png"
 DPI = 80
 """Small enough that a report's plots stay a few hundred kB (they are kept in docs/)."""
@@ -114,6 +115,14 @@ def plot_cross_grid(tables: list[dict], sources: list[str], path: Path) -> None:
                "data") for section in tables]
     _heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
                   "cross-likelihood at each noise level (nats/sample)", path)
+
+
+def plot_cross_denoising(section: dict, sources: list[str], path: Path) -> None:
+    """The cross-denoising matrix at each noise level (rows: data, columns: prior; dB)."""
+    panels = [(table, sources, sources, f"sigma = {sigma}", "prior", "data")
+              for sigma, table in section["cross_denoising"].items()]
+    _heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
+                  "cross-denoising: Tweedie gain of each prior on each source's data (dB)", path)
 
 
 def plot_noise(section: dict, path: Path) -> None:
@@ -223,14 +232,16 @@ def write_plots(report: dict, out_dir: Path,
         plot(*args, out_dir / name)
         written.append(name)
 
-    if "cross" in sections:
+    if "table" in sections.get("cross", {}):
         draw(CROSS_PLOT, plot_cross, sections["cross"], sources)
     noise = sections.get("noise", {})
     if noise.get("cross_likelihood"):
         draw(CROSS_BY_SIGMA_PLOT, plot_cross_grid, noise["cross_likelihood"], sources)
         draw(NOISE_PLOT, plot_noise, noise)
-    if "gaussian" in sections:
+    if "skipped" not in sections.get("gaussian", {"skipped": True}):
         draw(GAUSSIAN_PLOT, plot_gaussian, sections["gaussian"])
+    if "cross_denoising" in sections.get("denoising", {}):
+        draw(DENOISING_PLOT, plot_cross_denoising, sections["denoising"], sources)
     if "separation" in sections:
         draw(SEPARATION_PLOT, plot_separation, sections["separation"], sources)
     if drawn:

@@ -1,8 +1,11 @@
-"""Samples from the priors: the flow's inverse applied to Gaussian latents at temperature tau.
+"""Samples from the priors at temperature tau: a flow's inverse applied to Gaussian latents, or
+a score prior's diffusion sampler started from scaled noise.
 
 A temperature scales the standard normal latent (z ~ N(0, tau² I)); tau < 1 trades variety for
 typical, cleaner signals (Kingma & Dhariwal 2018, Glow, arXiv 1807.03039). Every temperature
-uses the same latent draw, scaled, so the rows of the waveform plot differ by tau only.
+uses the same latent draw, scaled, so the rows of the waveform plot differ by tau only. Each
+sample's RMS and spectral concentration (share of energy in its 8 strongest bins) are reported,
+and, for density families, its log-likelihood.
 
 Reference: the thesis this package starts from (M. Frank, University of Amsterdam), Fig. 14.
 """
@@ -16,7 +19,8 @@ import torch
 
 from priorsep.audio import write_audio
 from priorsep.evaluation.levels import PriorsUnderTest
-from priorsep.train import validation_log_likelihood
+from priorsep.evaluation.diagnostics import spectral_concentration
+from priorsep.nn.prior import validation_log_likelihood
 
 TEMPERATURES: tuple[float, ...] = (0.5, 0.8, 1.0)
 
@@ -57,8 +61,9 @@ def samples_section(model: PriorsUnderTest, drawn: dict[float, torch.Tensor],
 
     Returns:
         {"sigma", "length", "seconds", "temperatures", "files",
-         "stats": {temperature: {source: {"rms", "peak", "log_likelihood", "finite"}}}}; the
-         log-likelihood is under the sample's own prior, in nats/sample.
+         "stats": {temperature: {source: {"rms", "peak", "concentration", "log_likelihood",
+         "finite"}}}}; the log-likelihood is under the sample's own prior, in nats/sample
+         (None for a family without a log-density).
     """
     config = model.priors.config
     stats = {}
@@ -66,10 +71,13 @@ def samples_section(model: PriorsUnderTest, drawn: dict[float, torch.Tensor],
     for temperature, waves in drawn.items():
         length = waves.shape[-1]
         finite = torch.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0)
-        own = validation_log_likelihood(model.priors, finite[None], model.base_sigma)
+        own = (validation_log_likelihood(model.priors, finite[None], model.base_sigma)
+               if model.priors.has_log_prob else [None] * len(model.sources))
+        concentration = spectral_concentration(finite)
         stats[f"{temperature:g}"] = {
             source: {"rms": float(finite[k].pow(2).mean().sqrt()),
                      "peak": float(finite[k].abs().max()),
+                     "concentration": float(concentration[k]),
                      "log_likelihood": own[k],
                      "finite": bool(torch.isfinite(waves[k]).all())}
             for k, source in enumerate(model.sources)}

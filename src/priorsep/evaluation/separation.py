@@ -29,26 +29,11 @@ import numpy as np
 import torch
 
 from priorsep.api import Separator
-from priorsep.config import LangevinConfig, from_dict
 from priorsep.evaluation.levels import PriorsUnderTest
 from priorsep.metrics import sdr, si_sdr
-from priorsep.separation.apply import segment_starts, separate_long
-from priorsep.separation.langevin import langevin_separate
+from priorsep.separation.apply import separate_long
 
 ESTIMATES = ("separated", "mix", "oracle")
-
-
-def capped_langevin(info: dict[str, Any], max_steps: int | None, seed: int) -> LangevinConfig:
-    """The model's stored separation settings (or the package defaults), with at most
-    `max_steps` Langevin steps in all: the levels are kept (up to `max_steps` of them) and the
-    steps per level cut, as `priorsep separate --steps` does."""
-    stored = info.get("separation", {})
-    config = from_dict(LangevinConfig, stored) if stored else LangevinConfig()
-    if max_steps is not None and config.total_steps > max_steps:
-        n_levels = min(config.n_levels, max_steps)
-        config = dataclasses.replace(config, n_levels=n_levels,
-                                     steps_per_level=max(max_steps // n_levels, 1))
-    return dataclasses.replace(config, seed=seed)
 
 
 def oracle_estimates(sources: torch.Tensor, separator: Separator) -> torch.Tensor:
@@ -66,40 +51,6 @@ def oracle_estimates(sources: torch.Tensor, separator: Separator) -> torch.Tenso
                             separator.overlap, separator.priors.config.frame_multiple,
                             separator.batch_size)  # (B*N, 1, T)
     return rebuilt.reshape(batch, n_sources, time)
-
-
-def separate_with_progress(separator: Separator, mixes: torch.Tensor,
-                           progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """`separator.separate_tensor(mixes)`, reporting every Langevin step rather than every
-    batch of segments (all segments of a few short mixes go in one batch).
-
-    Args:
-        mixes: (batch, time).
-
-    Returns:
-        (batch, n_sources, time) on the CPU.
-    """
-    multiple = separator.priors.config.frame_multiple
-    starts = segment_starts(mixes.shape[-1], separator.segment_length, separator.overlap)
-    n_calls = -(-mixes.shape[0] * len(starts) // separator.batch_size)
-    steps = separator.langevin.total_steps
-    calls_done = 0
-
-    def segment_fn(segments: torch.Tensor) -> torch.Tensor:
-        nonlocal calls_done
-
-        def step(done: int, total: int) -> None:
-            if progress is not None:
-                progress(calls_done * steps + done, n_calls * steps)
-
-        result = langevin_separate(separator.priors, segments.to(separator.device),
-                                   separator.mixing, separator.langevin, progress=step)
-        calls_done += 1
-        return result.sources
-
-    estimates = separate_long(mixes.float(), segment_fn, separator.segment_length,
-                              separator.overlap, multiple, separator.batch_size)
-    return estimates.cpu()
 
 
 def _summary(values: torch.Tensor, sources: tuple[str, ...]) -> dict:
@@ -147,7 +98,8 @@ def separation_section(model: PriorsUnderTest, sources: torch.Tensor, max_steps:
     Args:
         sources: (batch, n_sources, time) aligned held-out sources; the mixes are made from them
             with the model's mixing function.
-        max_steps: cap on the Langevin steps (None: the model's schedule as stored).
+        max_steps: cap on the sampler's steps (diffusion steps, or Langevin steps in all;
+            None: the model's stored settings).
         seed: the sampler's seed.
         sisec: also compute the SiSEC SDR with museval (MUSDB18).
 
@@ -157,11 +109,16 @@ def separation_section(model: PriorsUnderTest, sources: torch.Tensor, max_steps:
          "sisec" (or None) and "sisec_note"}.
     """
     config = model.priors.config
-    langevin = capped_langevin(model.info, max_steps, seed)
-    separator = Separator(model.separation_priors(), langevin, batch_size=sources.shape[0])
+    settings = model.settings
+    separator = Separator(model.separation_priors(), settings.langevin,
+                          batch_size=sources.shape[0], method=settings.method,
+                          diffusion=settings.diffusion)
+    model_steps = (separator.diffusion.steps if separator.method == "diffusion"
+                   else separator.langevin.total_steps)
+    separator.configure(steps=min(max_steps, model_steps) if max_steps else None, seed=seed)
     mixing = separator.mixing
     mixes = mixing(sources)  # (batch, time)
-    separated = separate_with_progress(separator, mixes, progress)
+    separated = separator.separate_tensor(mixes, progress)
     estimates = {
         "separated": separated,
         "mix": mixing.spread(mixes, len(model.sources)),
@@ -177,9 +134,11 @@ def separation_section(model: PriorsUnderTest, sources: torch.Tensor, max_steps:
             "mixing": config.mixing,
             "segment_length": separator.segment_length,
             "overlap": separator.overlap,
-            "langevin": dataclasses.asdict(langevin),
+            "method": separator.method,
+            "sampler": dataclasses.asdict(separator.diffusion if separator.method == "diffusion"
+                                          else separator.langevin),
             "steps_cap": max_steps,
-            "model_steps": capped_langevin(model.info, None, seed).total_steps,
+            "model_steps": model_steps,
         },
     }
     for metric in ("si_sdr", "sdr"):
