@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from priorsep.nn.prior import SourcePriors
+from priorsep.nn.interface import SourcePrior
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -28,7 +28,7 @@ def sdr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> t
 
 
 @torch.inference_mode()
-def cross_likelihood(priors: SourcePriors, sources: torch.Tensor, sigma: float = 0.0,
+def cross_likelihood(priors: SourcePrior, sources: torch.Tensor, sigma: float = 0.0,
                      batch_size: int = 8) -> torch.Tensor:
     """Mean log-likelihood (nats/sample) of every source's data under every prior.
 
@@ -39,7 +39,7 @@ def cross_likelihood(priors: SourcePriors, sources: torch.Tensor, sigma: float =
     Returns:
         (n_sources, n_sources): entry [i, j] is source i's data under prior j.
     """
-    device = next(priors.parameters()).device
+    device = priors.device
     n, n_sources, time = sources.shape
     table = torch.zeros(n_sources, n_sources, dtype=torch.float64)
     for i in range(n_sources):

@@ -114,7 +114,7 @@ class SourcePriors(SourcePrior):
         Returns:
             (n, n_sources, length), length rounded down to a multiple of the frame multiple.
         """
-        device = next(self.parameters()).device
+        device = self.device
         factor = self.config.frame_multiple
         length = length // factor * factor
         n_sources = len(self.sources)

@@ -1,0 +1,154 @@
+"""The contract every prior family keeps: the interface, save/load, training, separation and
+evaluation, run over every registered family (the analytic Gaussian one included)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from priorsep.api import Separator
+from priorsep.config import (
+    GaussianConfig,
+    ModelConfig,
+    ScoreConfig,
+    TrainConfig,
+)
+from priorsep.data.toy import ToyDataset, ToySources
+from priorsep.errors import CapabilityError
+from priorsep.evaluate import EvaluationConfig, run_evaluation
+from priorsep.nn.registry import FAMILIES, build_priors
+from priorsep.storage import load_model, save_model
+from priorsep.train import train
+from tests.conftest import TINY_FLOW
+
+TOY = ("sine", "sawtooth", "square", "triangle")
+TINY_SCORE = dict(frame=4, time_channels=8, time_layers=3, time_cycle=3, spectral_channels=8,
+                  spectral_layers=3, spectral_cycle=3, stft_size=64, stft_channels=8,
+                  stft_layers=3, stft_cycle=3, embedding_channels=8, segment_length=256)
+CONFIGS = {
+    "flowavenet": ModelConfig(architecture=TINY_FLOW, sigma_min=0.01, sigma_max=1.0),
+    "score-time": ModelConfig(architecture=ScoreConfig(front_end="time", **TINY_SCORE),
+                              sigma_min=0.005, sigma_max=2.0),
+    "score-spectral": ModelConfig(architecture=ScoreConfig(front_end="spectral", **TINY_SCORE),
+                                  sigma_min=0.005, sigma_max=2.0),
+    "score-hybrid": ModelConfig(architecture=ScoreConfig(front_end="hybrid", **TINY_SCORE),
+                                sigma_min=0.005, sigma_max=2.0),
+    "score-time+stft-shared": ModelConfig(
+        architecture=ScoreConfig(front_end="time+stft", shared=True, **TINY_SCORE),
+        sigma_min=0.005, sigma_max=2.0),
+    "gaussian": ModelConfig(architecture=GaussianConfig((0.0,) * 4, (0.3, 0.2, 0.5, 0.2))),
+}
+
+
+def test_every_registered_family_is_covered():
+    assert {config.family for config in CONFIGS.values()} == set(FAMILIES)
+
+
+def randomised(config: ModelConfig):
+    """Priors of `config` whose zero-initialised outputs are random (not identities)."""
+    torch.manual_seed(0)
+    priors = build_priors(config)
+    with torch.no_grad():
+        for name, parameter in priors.named_parameters():
+            if name.endswith("out.weight") or ".net.out." in name:
+                parameter.copy_(torch.randn(parameter.shape) * 0.05)
+    if config.family == "flowavenet":
+        priors.prepare(torch.randn(2, 4, 256) * 0.5)
+    return priors.eval()
+
+
+@pytest.fixture(params=list(CONFIGS), ids=list(CONFIGS))
+def family(request):
+    return request.param, randomised(CONFIGS[request.param])
+
+
+def test_interface(family):
+    name, priors = family
+    assert priors.sources == TOY and priors.sample_rate == 16000
+    assert priors.receptive_field() >= 1 and 256 % priors.frame_multiple == 0
+    x = torch.randn(3, 4, 256) * 0.5
+    score = priors.score(x, 0.1)
+    assert score.shape == x.shape and torch.isfinite(score).all()
+    assert not score.requires_grad
+    assert torch.allclose(priors.denoise(x, 0.1), x + 0.01 * score, atol=1e-5)
+    if priors.has_log_prob:
+        leaf = x.clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(priors.log_prob(leaf, 0.1).sum(), leaf)
+        assert torch.allclose(score, gradient, atol=1e-5)
+    else:
+        with pytest.raises(CapabilityError, match="no log-density"):
+            priors.log_prob(x, 0.1)
+    sigma = torch.tensor([[0.1, 0.2, 0.3, 0.4]] * 3)
+    assert torch.isfinite(priors.score(x, sigma)).all()
+
+
+def test_sources_stay_independent(family):
+    _, priors = family
+    x = torch.randn(2, 4, 256) * 0.5
+    changed = x.clone()
+    changed[:, 2] = torch.randn(2, 256)
+    before, after = priors.score(x, 0.2), priors.score(changed, 0.2)
+    assert torch.allclose(before[:, [0, 1, 3]], after[:, [0, 1, 3]], atol=1e-6)
+    assert not torch.allclose(before[:, 2], after[:, 2])
+
+
+def test_save_and_load_give_the_same_priors(family, tmp_path):
+    _, priors = family
+    save_model(priors, tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.config == priors.config and type(loaded) is type(priors)
+    x = torch.randn(2, 4, 256) * 0.5
+    assert torch.allclose(loaded.score(x, 0.1), priors.score(x, 0.1), atol=1e-6)
+
+
+def test_samples_have_the_asked_shape(family):
+    _, priors = family
+    samples = priors.sample(2, 256, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 4, 256) and torch.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("name", [name for name, config in CONFIGS.items()
+                                  if config.family != "gaussian"])
+def test_two_training_steps_change_the_weights_and_write_a_folder(name, tmp_path):
+    config = CONFIGS[name]
+    validation = ToyDataset("validation", 2, duration=256 / 16000).batch(range(2))
+    noise = {"sigma_min": 0.005, "sigma_max": 2.0} if config.family == "score" else {}
+    torch.manual_seed(0)
+    before = build_priors(config).state_dict()
+    trained = train(config, TrainConfig(steps=2, batch_size=2, frame_length=256, seed=0,
+                                        **noise),
+                    ToySources(), tmp_path, validation=validation)
+    changed = [key for key, value in trained.state_dict().items()
+               if not torch.equal(value, before[key])]
+    assert changed
+    card = (tmp_path / "README.md").read_text()
+    assert trained.validation_name in card
+    assert load_model(tmp_path).config.family == config.family
+
+
+def test_separator_separates_with_the_familys_default(family):
+    _, priors = family
+    separator = Separator(priors, segment_length=256, batch_size=2)
+    assert separator.method == ("langevin" if priors.has_log_prob else "diffusion")
+    separator.configure(steps=4)
+    mix = torch.randn(2, 600) * 0.3
+    estimates = separator.separate_tensor(mix)
+    assert estimates.shape == (2, 4, 600) and torch.isfinite(estimates).all()
+    if separator.method == "diffusion":  # the exact constraint holds through overlap-add
+        assert torch.allclose(separator.mixing(estimates), mix, atol=1e-4)
+
+
+def test_evaluation_runs_the_sections_the_family_supports(family, tmp_path):
+    name, priors = family
+    save_model(priors, tmp_path / "model")
+    config = EvaluationConfig(sections=("cross", "denoising", "separation", "samples"),
+                              n_examples=2, length=256, separation_mixes=1,
+                              separation_seconds=256 / 16000, separation_steps=2,
+                              sample_seconds=256 / 16000, temperatures=(1.0,),
+                              with_audio=False)
+    report = run_evaluation(config, str(tmp_path / "model")).report
+    sections = report["sections"]
+    assert ("table" in sections["cross"]) == priors.has_log_prob
+    assert len(sections["denoising"]["gain_db"][0]) == 4
+    assert "separated" in sections["separation"]["si_sdr"]
+    assert set(sections["samples"]["stats"]["1"]) == set(TOY)
