@@ -31,8 +31,10 @@ CONFIGS = {
                               sigma_min=0.005, sigma_max=2.0),
     "score-spectral": ModelConfig(architecture=ScoreConfig(front_end="spectral", **TINY_SCORE),
                                   sigma_min=0.005, sigma_max=2.0),
-    "score-hybrid": ModelConfig(architecture=ScoreConfig(front_end="hybrid", **TINY_SCORE),
-                                sigma_min=0.005, sigma_max=2.0),
+    "score-hybrid-attention": ModelConfig(
+        architecture=ScoreConfig(front_end="hybrid", time_attention=1, spectral_attention=1,
+                                 attention_width=4, **TINY_SCORE),
+        sigma_min=0.005, sigma_max=2.0),
     "score-time+stft-shared": ModelConfig(
         architecture=ScoreConfig(front_end="time+stft", shared=True, **TINY_SCORE),
         sigma_min=0.005, sigma_max=2.0),
@@ -152,3 +154,15 @@ def test_evaluation_runs_the_sections_the_family_supports(family, tmp_path):
     assert len(sections["denoising"]["gain_db"][0]) == 4
     assert "separated" in sections["separation"]["si_sdr"]
     assert set(sections["samples"]["stats"]["1"]) == set(TOY)
+
+
+def test_new_attention_layers_start_as_the_identity():
+    plain = ModelConfig(architecture=ScoreConfig(front_end="hybrid", **TINY_SCORE))
+    attending = ModelConfig(architecture=ScoreConfig(front_end="hybrid", time_attention=2,
+                                                     spectral_attention=1, **TINY_SCORE))
+    base = randomised(plain)
+    extended = build_priors(attending).eval()
+    missing = extended.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert missing and all(".attention." in key for key in missing)
+    x = torch.randn(2, 4, 256) * 0.5
+    assert torch.allclose(extended.denoise(x, 0.2), base.denoise(x, 0.2), atol=1e-6)

@@ -106,6 +106,12 @@ class ScoreConfig:
     stft_channels: int = 32
     stft_layers: int = 8
     stft_cycle: int = 8
+    time_attention: int = 0
+    spectral_attention: int = 0
+    """Self-attention layers in the time and spectral stacks (along frames or bins), spread
+    evenly between the dilated layers: global competition, e.g. one tone kept and others
+    dropped."""
+    attention_width: int = 32
     kernel_size: int = 3
     embedding_channels: int = 32
     """Width of the noise-level embedding added into every gate."""
@@ -124,6 +130,8 @@ class ScoreConfig:
                              f"choose {', '.join(FRONT_ENDS)}")
         if self.stft_size < 4 or self.stft_size % 2 or self.segment_length % (self.stft_size // 2):
             raise ValueError("stft_size must be even and its half divide segment_length")
+        if min(self.time_attention, self.spectral_attention) < 0 or self.attention_width < 1:
+            raise ValueError("attention layers must be >= 0 and attention_width >= 1")
         if min(self.frame, self.spectral_frame, self.stft_channels, self.stft_layers,
                self.stft_cycle, self.time_layers, self.spectral_layers, self.time_cycle,
                self.spectral_cycle, self.time_channels, self.spectral_channels,

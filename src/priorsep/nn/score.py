@@ -80,6 +80,37 @@ class NoiseEmbedding(nn.Module):
         return self.second(nn.functional.silu(hidden))
 
 
+class GroupedAttention(nn.Module):
+    """Self-attention along the length axis, one independent attention per group, as a residual
+    branch whose output projection is zero-initialised (it starts as the identity).
+
+    It gives a stack global competition: a denoiser that can compare every bin with the
+    strongest one can keep one tone (or one harmonic series) and drop the rest, which local
+    convolutions cannot.
+
+    Args:
+        channels: residual width per group; width: query/key/value width per group.
+    """
+
+    def __init__(self, channels: int, width: int, groups: int) -> None:
+        super().__init__()
+        self.groups, self.width = groups, width
+        self.qkv = nn.Conv1d(groups * channels, groups * 3 * width, 1, groups=groups)
+        self.out = nn.Conv1d(groups * width, groups * channels, 1, groups=groups)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(batch, groups * channels, length) -> the same."""
+        batch, _, length = h.shape
+        # (B, G*3*W, L) -> (B*G, 3, L, W): queries, keys and values of every group
+        qkv = self.qkv(h).view(batch * self.groups, 3, self.width, length).transpose(2, 3)
+        attended = nn.functional.scaled_dot_product_attention(
+            qkv[:, 0:1], qkv[:, 1:2], qkv[:, 2:3])  # (B*G, 1, L, W)
+        attended = attended.view(batch, self.groups, length, self.width).transpose(2, 3)
+        return h + self.out(attended.reshape(batch, self.groups * self.width, length))
+
+
 class DilatedStack(nn.Module):
     """Non-causal gated residual stack with noise conditioning (FiLM of every gate).
 
@@ -94,10 +125,13 @@ class DilatedStack(nn.Module):
         cycle: the dilation pattern repeats after this many layers.
         embedding_channels: width per group of the noise embedding.
         groups: independent stacks side by side.
+        attention: self-attention layers, spread evenly between the dilated layers.
+        attention_width: their query/key/value width per group.
     """
 
     def __init__(self, in_channels: int, out_channels: int, channels: int, n_layers: int,
-                 cycle: int, kernel_size: int, embedding_channels: int, groups: int) -> None:
+                 cycle: int, kernel_size: int, embedding_channels: int, groups: int,
+                 attention: int = 0, attention_width: int = 32) -> None:
         super().__init__()
         g = groups
         self.groups = groups
@@ -118,6 +152,11 @@ class DilatedStack(nn.Module):
         self.out = nn.Conv1d(g * channels, g * out_channels, 1, groups=g)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # after which dilated layer each attention layer comes
+        self.attention_after = [(k + 1) * n_layers // (attention + 1) - 1
+                                for k in range(attention)]
+        self.attention = nn.ModuleList(GroupedAttention(channels, attention_width, g)
+                                       for _ in range(attention))
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -130,8 +169,9 @@ class DilatedStack(nn.Module):
         batch, _, length = x.shape
         h = self.front(x)
         skip_sum = torch.zeros((), dtype=x.dtype, device=x.device)
-        for dilated, film, residual, skip in zip(self.dilated, self.film, self.residual,
-                                                 self.skip):
+        attention = dict(zip(self.attention_after, self.attention))
+        for index, (dilated, film, residual, skip) in enumerate(zip(
+                self.dilated, self.film, self.residual, self.skip)):
             gates = dilated(h) + film(embedding)
             # (B, G*2C, L) -> (B, G, 2C, L): each group's filter and gate halves
             gates = gates.view(batch, self.groups, 2 * self.channels, length)
@@ -139,6 +179,8 @@ class DilatedStack(nn.Module):
             act = (torch.tanh(filt) * torch.sigmoid(gate)).reshape(batch, -1, length)
             h = (h + residual(act)) * math.sqrt(0.5)
             skip_sum = skip_sum + skip(act)
+            if index in attention:
+                h = attention[index](h)
         return self.out(torch.relu(skip_sum))
 
 
@@ -167,17 +209,19 @@ class ScorePriors(SourcePrior):
             step = arch.spectral_frame
             # per step: `step` bins of (real, imaginary, mean magnitude) and the position
             self.stft = DilatedStack(3 * step + 1, 2 * step, arch.stft_channels,
-                                     arch.stft_layers, arch.stft_cycle, kernel, emb, groups)
+                                     arch.stft_layers, arch.stft_cycle, kernel, emb, groups,
+                                     arch.spectral_attention, arch.attention_width)
             window = torch.hann_window(arch.stft_size, periodic=True, dtype=torch.float64)
             self.register_buffer("window", window.sqrt().float(), persistent=False)
         if arch.front_end in ("time", "hybrid", "time+stft"):
             self.time = DilatedStack(arch.frame, arch.frame, arch.time_channels,
-                                     arch.time_layers, arch.time_cycle, kernel, emb, groups)
+                                     arch.time_layers, arch.time_cycle, kernel, emb, groups,
+                                     arch.time_attention, arch.attention_width)
         if arch.front_end in ("spectral", "hybrid"):
             step = arch.spectral_frame
             self.spectral = DilatedStack(2 * step + 1, 2 * step, arch.spectral_channels,
                                          arch.spectral_layers, arch.spectral_cycle, kernel, emb,
-                                         groups)
+                                         groups, arch.spectral_attention, arch.attention_width)
 
     @property
     def segment_length(self) -> int:
