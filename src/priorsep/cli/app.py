@@ -16,7 +16,7 @@ from priorsep.errors import PriorsepError, TrainingInterrupted
 
 app = typer.Typer(
     name="priorsep",
-    help="Unsupervised source separation with per-source FloWaveNet priors.",
+    help="Unsupervised source separation with per-source priors (flows or score models).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -66,7 +66,8 @@ def train(
              "(denoisers trained by denoising score matching, separated by diffusion).")
     ] = "flowavenet",
     front_end: Annotated[str, typer.Option(
-        help="Score priors: time, spectral or hybrid (both views, outputs summed).")
+        help="Score priors: time, spectral, hybrid (time + spectral), stft (short-time "
+             "spectra) or time+stft; the views' outputs are summed.")
     ] = ScoreConfig.front_end,
     shared: Annotated[bool, typer.Option(
         "--shared", help="Score priors: one network for all sources, told the source by an "
