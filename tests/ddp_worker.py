@@ -19,8 +19,9 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     flow = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=2, n_layers=2, residual_channels=8,
                       skip_channels=8, cond_channels=4)
-    priors = train(ModelConfig(architecture=flow), TrainConfig(steps=4, batch_size=2, frame_length=256,
-                                                       checkpoint_every=2, seed=5),
+    priors = train(ModelConfig(architecture=flow),
+                   TrainConfig(steps=4, batch_size=2, frame_length=256, checkpoint_every=2,
+                               seed=5),
                    ToySources(), out)
     rank = torch.distributed.get_rank()
     state = {k: v.contiguous() for k, v in priors.state_dict().items()}

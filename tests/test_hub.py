@@ -41,7 +41,8 @@ INFO = {
 def tiny_model(folder: Path, sources: tuple[str, ...] = ("a", "b"), sample_rate: int = 16000,
                seed: int = 0, info: dict | None = None) -> Path:
     """Save a tiny model folder whose weights depend on `seed` (no coupling is the identity)."""
-    priors = SourcePriors(ModelConfig(sources=sources, sample_rate=sample_rate, architecture=TINY_FLOW))
+    priors = SourcePriors(ModelConfig(sources=sources, sample_rate=sample_rate,
+                                      architecture=TINY_FLOW))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in priors.parameters():
@@ -357,8 +358,8 @@ def test_cli_separate_with_a_pinned_hub_model_end_to_end(hub, tmp_path):
 
 
 def test_combined_config_keeps_what_the_parts_share():
-    gains = ModelConfig(sources=("a", "b"), architecture=TINY_FLOW, mixing="gains", gains=(0.5, 2.0),
-                        sigma_min=0.01, sigma_max=0.5)
+    gains = ModelConfig(sources=("a", "b"), architecture=TINY_FLOW, mixing="gains",
+                        gains=(0.5, 2.0), sigma_min=0.01, sigma_max=0.5)
     deeper = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=1, n_layers=1, residual_channels=4,
                         skip_channels=4, cond_channels=2)
     other = ModelConfig(sources=("c",), architecture=deeper, mixing="gains", gains=(3.0,),

@@ -31,8 +31,8 @@ from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation.apply import segment_starts, separate_long
 from priorsep.separation.diffusion import diffusion_separate
 from priorsep.separation.langevin import langevin_separate
-from priorsep.storage import SeparationSettings, read_separation
 from priorsep.separation.mixing import Mixing
+from priorsep.storage import SeparationSettings, read_separation
 
 DEFAULT_MODEL = "toy"
 

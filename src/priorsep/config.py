@@ -81,7 +81,7 @@ spectra; "hybrid" is time + spectral."""
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Architecture of the score-based priors: sigma-conditioned denoisers (see `priorsep.nn.score`).
+    """Architecture of score-based priors: sigma-conditioned denoisers (`priorsep.nn.score`).
 
     Front ends: "time" (a dilated WaveNet over frames of `frame` samples), "spectral" (a dilated
     WaveNet over the bins of the orthonormal FFT of the whole segment), "stft" (a dilated WaveNet

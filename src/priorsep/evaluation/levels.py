@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from priorsep.errors import UsageError
-from priorsep.storage import SeparationSettings, read_separation
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.prior import CombinedPriors, SourcePriors
+from priorsep.storage import SeparationSettings, read_separation
 
 THESIS_SIGMAS: tuple[float, ...] = (0.01, 0.027, 0.077, 0.129, 0.359)
 """The noise levels of the thesis and of BASIS' fine-tuning."""

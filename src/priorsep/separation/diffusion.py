@@ -201,7 +201,8 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                        progress: Progress | None = None) -> DiffusionResult:
     """Sample the sources of each mix with the independent score priors under the mix.
 
-    Costs `config.total_evaluations` score evaluations, each over all chains and sources of all mixes in one batch.
+    Costs `config.total_evaluations` score evaluations, each over all chains and sources of all
+    mixes in one batch.
 
     Args:
         priors: any `SourcePrior` (score or density family).

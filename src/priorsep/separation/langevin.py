@@ -31,12 +31,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
 import torch
 
 from priorsep.config import LangevinConfig
 from priorsep.nn.interface import SourcePrior
 from priorsep.separation.mixing import Mixing
-
 
 Progress = Callable[[int, int], None]
 """Called after every update with (updates done, total updates)."""
