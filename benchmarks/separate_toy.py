@@ -11,8 +11,9 @@ schedule runs from there.
 
 Score diagnostics (every family, from `priorsep.evaluation.diagnostics`): the Tweedie gain of each
 source's own prior per noise level, the cross-denoising matrix (source j's data denoised by
-prior k; the own prior should win), and loudness / spectral concentration of unconditional
-samples against real data.
+prior k; the own prior should win), the mix response (what each prior makes of the mix it
+finds in its slot at the start of separation: its own source at full level, the others
+dropped?), and loudness / spectral concentration of unconditional samples against real data.
 
     python benchmarks/separate_toy.py --model toy --n-mixes 100 --split test \
         --settings default --settings "method=diffusion,steps=20,churn=5" \
@@ -41,7 +42,12 @@ from priorsep.amortised import elbo
 from priorsep.api import Separator
 from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
 from priorsep.data.toy import ToyDataset, mix
-from priorsep.evaluation.diagnostics import cross_denoising, sample_statistics, tweedie_table
+from priorsep.evaluation.diagnostics import (
+    cross_denoising,
+    mix_response,
+    sample_statistics,
+    tweedie_table,
+)
 from priorsep.metrics import si_sdr
 from priorsep.nn.posterior import TruncatedNormal
 from priorsep.nn.registry import build_priors
@@ -126,7 +132,7 @@ def print_matrix(title: str, sources, table) -> None:
 
 
 def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
-                      cross_sigmas: list[float], n_samples: int) -> dict:
+                      cross_sigmas: list[float], n_samples: int, mixing) -> dict:
     """Tweedie gains, cross-denoising matrices and sample statistics, printed and returned."""
     sources = priors.sources
     quality = tweedie_table(priors, truth, sigmas)
@@ -144,6 +150,19 @@ def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
                      for j in range(len(sources))) if len(sources) > 1 else 0.0
         print_matrix(f"cross-denoising at sigma = {sigma} (gain dB; smallest margin of the own "
                      f"prior over the best other: {margin:+.1f} dB)", sources, table)
+    response = {}
+    for sigma in cross_sigmas:
+        table = mix_response(priors, truth, mixing, sigma)
+        response[sigma] = table.tolist()
+        print(f"mix response at sigma = {sigma}: gain of each true source (columns) in what each "
+              "prior (rows) makes of the mix in its slot; the mix holds every source at "
+              f"{float(mixing.weights(len(sources))[0]):.2f}, separating priors show 1 on the "
+              "diagonal and 0 elsewhere")
+        print("| prior \\ source | " + " | ".join(sources) + " |")
+        print("|" + "---|" * (len(sources) + 1))
+        for k, source in enumerate(sources):
+            print(f"| {source} | " + " | ".join(f"{v:.2f}" for v in table[k]) + " |")
+        print()
     statistics = None
     if n_samples:
         length = truth.shape[-1]
@@ -164,7 +183,8 @@ def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
                 print(f"| {key} {who} | "
                       + " | ".join(f"{v:.3f}" for v in statistics[key][who]) + " |")
         print()
-    return {"tweedie": quality, "cross_denoising": cross, "samples": statistics}
+    return {"tweedie": quality, "cross_denoising": cross, "mix_response": response,
+            "samples": statistics}
 
 
 class TruthCentred(torch.nn.Module):
@@ -283,7 +303,8 @@ def main() -> None:
         diagnostics = score_diagnostics(
             separator.priors, score_truth,
             [float(v) for v in args.score_sigmas.split(",") if v],
-            [float(v) for v in args.cross_sigmas.split(",") if v], args.samples)
+            [float(v) for v in args.cross_sigmas.split(",") if v], args.samples,
+            separator.mixing)
     diagnostic_elbo = None
     if separator.encoder is not None:
         diagnostic_elbo = elbo_diagnostic(separator, mixes, truth, args.batch_size)

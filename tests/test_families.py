@@ -152,6 +152,7 @@ def test_evaluation_runs_the_sections_the_family_supports(family, tmp_path):
     sections = report["sections"]
     assert ("table" in sections["cross"]) == priors.has_log_prob
     assert len(sections["denoising"]["gain_db"][0]) == 4
+    assert all(len(table) == 4 for table in sections["denoising"]["mix_response"].values())
     assert "separated" in sections["separation"]["si_sdr"]
     assert set(sections["samples"]["stats"]["1"]) == set(TOY)
 
@@ -166,3 +167,19 @@ def test_new_attention_layers_start_as_the_identity():
     assert missing and all(".attention." in key for key in missing)
     x = torch.randn(2, 4, 256) * 0.5
     assert torch.allclose(extended.denoise(x, 0.2), base.denoise(x, 0.2), atol=1e-6)
+
+
+def test_mix_response_tells_separating_priors_from_mix_keeping_ones():
+    from priorsep.evaluation.diagnostics import mix_response
+    from priorsep.separation.mixing import Mixing
+    from tests.test_diffusion import OraclePriors
+
+    truth = ToyDataset("validation", 2, duration=256 / 16000).batch(range(2))
+    oracle = mix_response(OraclePriors(truth), truth, Mixing(), 0.1)
+    # 256 samples: the waves are not quite orthogonal, hence off-diagonal gains up to ~0.1
+    assert torch.allclose(oracle.diagonal(), torch.ones(4, dtype=oracle.dtype))
+    assert (oracle - torch.eye(4, dtype=oracle.dtype)).abs().max() < 0.15
+    keeping = build_priors(ModelConfig(architecture=GaussianConfig((0.0,) * 4, (1e6,) * 4)))
+    response = mix_response(keeping, truth, Mixing(), 0.01)  # a flat prior keeps its input
+    assert torch.allclose(response.diagonal(), torch.full((4,), 0.25, dtype=response.dtype),
+                          atol=0.02)

@@ -38,6 +38,7 @@ import priorsep
 from priorsep.data.held_out import DATASETS, HeldOutData
 from priorsep.evaluation import diagnostics, likelihood, markdown, plots, samples, separation
 from priorsep.evaluation.levels import THESIS_SIGMAS, PriorsUnderTest, load_priors_under_test
+from priorsep.separation.mixing import Mixing
 from priorsep.storage import atomic_write_text
 
 SECTIONS: tuple[str, ...] = ("cross", "noise", "constant", "gaussian", "denoising", "separation",
@@ -167,7 +168,8 @@ def denoising_section(model: PriorsUnderTest, excerpts: torch.Tensor, seed: int,
     Returns:
         {"sigmas", "gain_db": rows (sigma) x columns (source), "cross_sigmas",
          "cross_denoising": {sigma: rows (data) x columns (prior)}, "margin_db": {sigma: the
-         smallest lead of a source's own prior over the best other}}.
+         smallest lead of a source's own prior over the best other}, "mix_response": {sigma:
+         rows (prior) x columns (true source), see `diagnostics.mix_response`}}.
     """
     priors = model.priors
     segment = priors.segment_length
@@ -179,11 +181,14 @@ def denoising_section(model: PriorsUnderTest, excerpts: torch.Tensor, seed: int,
         gains.append(diagnostics.tweedie_table(priors, excerpts, [sigma], seed)[0]["gain_db"])
         if progress is not None:
             progress(index + 1, total)
-    cross, margins = {}, {}
+    cross, margins, response = {}, {}, {}
     n_sources = len(model.sources)
+    mixing = Mixing.from_config(priors.config)
     for index, sigma in enumerate(CROSS_DENOISING_SIGMAS):
         table = diagnostics.cross_denoising(priors, excerpts, sigma, seed)
         cross[f"{sigma:g}"] = table.tolist()
+        response[f"{sigma:g}"] = diagnostics.mix_response(priors, excerpts, mixing, sigma,
+                                                          seed).tolist()
         margins[f"{sigma:g}"] = (min(float(table[j, j]) - max(float(table[j, k])
                                                               for k in range(n_sources) if k != j)
                                      for j in range(n_sources)) if n_sources > 1 else None)
@@ -191,7 +196,7 @@ def denoising_section(model: PriorsUnderTest, excerpts: torch.Tensor, seed: int,
             progress(len(DENOISING_SIGMAS) + index + 1, total)
     return {"sigmas": list(DENOISING_SIGMAS), "gain_db": gains,
             "cross_sigmas": list(CROSS_DENOISING_SIGMAS), "cross_denoising": cross,
-            "margin_db": margins}
+            "margin_db": margins, "mix_response": response}
 
 
 def run_evaluation(config: EvaluationConfig, model: str = "toy",

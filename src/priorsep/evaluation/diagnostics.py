@@ -94,3 +94,39 @@ def sample_statistics(samples: torch.Tensor, real: torch.Tensor, peaks: int = 8)
     return {"rms": {"samples": rms(samples), "real": rms(real)},
             "concentration": {"samples": concentration(samples), "real": concentration(real)},
             "peaks": peaks}
+
+
+@torch.no_grad()
+def mix_response(priors: SourcePrior, clean: torch.Tensor, mixing, sigma: float,
+                 seed: int = 0, batch_size: int = 8) -> torch.Tensor:
+    """What each prior keeps of a mix: the separation sampler's first question.
+
+    Every slot is given the least-norm sources that mix to the mix (the mix itself for the
+    mean), noised at sigma, and denoised by its prior; the result of prior k is regressed on the
+    true sources. Entry [k, j] is the least-squares gain of source j in prior k's output (the
+    mix holds each source at its mixing weight a_j, e.g. 1/N). Priors that separate take their
+    own source up to full level ([k, k] near 1) and drop the others ([k, j] near 0); priors that
+    keep every source at its level in the mix leave the sampler at the mix, a fixed point of
+    the constrained dynamics.
+
+    Args:
+        clean: (n, n_sources, time) aligned held-out sources (they make the mixes).
+        mixing: the `Mixing` of the model.
+
+    Returns:
+        (n_sources, n_sources) gains, averaged over the examples.
+    """
+    n_sources = clean.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(n_sources, n_sources, dtype=torch.float64)
+    for chunk in clean.split(batch_size):
+        start = mixing.spread(mixing(chunk), n_sources)
+        noisy = start + sigma * torch.randn(start.shape, generator=generator)
+        denoised = priors.denoise(noisy.to(priors.device), sigma).cpu().double()
+        truth = chunk.double()
+        # gain of source j in output k: <D_k, s_j> / <s_j, s_j> (the toy sources are nearly
+        # orthogonal, so the single regressions are close to the joint one)
+        inner = torch.einsum("bkt,bjt->bkj", denoised, truth)
+        energy = truth.pow(2).sum(dim=-1)[:, None, :]
+        total += (inner / energy.clamp_min(1e-12)).sum(dim=0)
+    return total / clean.shape[0]
