@@ -356,6 +356,8 @@ class ModelEntry:
     path: Path
     problem: str | None = None
     """Why the model cannot be used as it is on disk, if it cannot."""
+    family: str | None = None
+    """The prior family ("flowavenet", "score", ...; "mixed" for a bag of several)."""
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -392,7 +394,7 @@ def list_models(cache_dir: Path | None = None) -> list[ModelEntry]:
                                       folder, str(error)))
             continue
         entries.append(ModelEntry(name, "bundled", (), None, config.sources, config.sample_rate,
-                                  _folder_size(folder), folder))
+                                  _folder_size(folder), folder, family=config.family))
     settings = hub_settings(offline=True)
     if cache_dir is not None:
         settings = dataclasses.replace(settings, cache_dir=Path(cache_dir))
@@ -401,13 +403,16 @@ def list_models(cache_dir: Path | None = None) -> list[ModelEntry]:
     for snapshot in client.cached_snapshots():
         if not _is_priorsep_snapshot(snapshot.folder):
             continue
-        sources, sample_rate, problem = (), None, None
+        sources, sample_rate, problem, family = (), None, None, None
         try:
             resolved = resolver.resolve(f"{snapshot.repo_id}@{snapshot.commit}", Path.cwd(), 0)
             sources, sample_rate = resolved.sources, resolved.config.sample_rate
+            families = {part.config.family for part in resolved.parts} or {
+                resolved.config.family}
+            family = families.pop() if len(families) == 1 else "mixed"
         except PriorsepError as error:
             problem = str(error)
         entries.append(ModelEntry(snapshot.repo_id, "hub", snapshot.refs, snapshot.commit,
                                   sources, sample_rate, snapshot.size_bytes, snapshot.folder,
-                                  problem))
+                                  problem, family))
     return entries

@@ -77,7 +77,7 @@ def models_command(
     ctx: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """List bundled and cached models: id, revision, sources, sample rate, size."""
+    """List bundled and cached models: id, revision, prior family, sources, sample rate, size."""
     if ctx.invoked_subcommand is not None:
         return
     import json
@@ -97,7 +97,7 @@ def models_command(
                       "`priorsep models download OWNER/NAME`", highlight=False, soft_wrap=True)
         return
     view = Table(title=f"models (Hugging Face cache: {cache})")
-    for column in ("id", "revision", "sources", "sample rate", "size"):
+    for column in ("id", "revision", "family", "sources", "sample rate", "size"):
         view.add_column(column, justify="right" if column in ("sample rate", "size") else "left")
     for entry in entries:
         if entry.commit is None:
@@ -108,7 +108,7 @@ def models_command(
             revision = entry.commit[:12]
         sources = (escape(", ".join(entry.sources)) if entry.problem is None
                    else f"[red]{escape(entry.problem)}[/red]")
-        view.add_row(escape(entry.model_id), escape(revision), sources,
+        view.add_row(escape(entry.model_id), escape(revision), entry.family or "-", sources,
                      f"{entry.sample_rate} Hz" if entry.sample_rate else "-",
                      _human_size(entry.size_bytes))
     Console().print(view)
