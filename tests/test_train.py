@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -89,6 +90,23 @@ def test_existing_checkpoint_needs_resume_and_resume_needs_same_options(tmp_path
         train(config, other, ToySources(), tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train(config, SHORT, ToySources(), tmp_path / "empty", resume=True)
+
+
+def test_a_checkpoint_from_before_a_new_field_resumes(tmp_path):
+    """A field added to an architecture later (with its default) does not block --resume; a
+    changed value still does."""
+    config = ModelConfig(architecture=TINY_FLOW)
+    short = TrainConfig(steps=3, batch_size=2, frame_length=256, checkpoint_every=3, seed=1)
+    train(config, short, ToySources(), tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    saved = torch.load(path, weights_only=True)
+    del saved["model_config"]["architecture"]["frame_transform"]  # as an older version wrote
+    torch.save(saved, path)
+    more = TrainConfig(steps=4, batch_size=2, frame_length=256, checkpoint_every=3, seed=1)
+    train(config, more, ToySources(), tmp_path, resume=True)
+    wider = ModelConfig(architecture=dataclasses.replace(TINY_FLOW, residual_channels=6))
+    with pytest.raises(CheckpointError, match="another model configuration"):
+        train(wider, more, ToySources(), tmp_path, resume=True)
 
 
 def test_checkpoint_write_is_atomic(tmp_path):

@@ -126,6 +126,12 @@ def _check_resumable(saved: dict, identity: dict[str, dict], path: Path) -> None
     """
     for key, config in identity.items():
         old, new = json.loads(json.dumps(saved.get(key))), json.loads(json.dumps(config))
+        if key == "model_config" and old is not None:
+            # a checkpoint from before a field was added reads with that field's default
+            try:
+                old = json.loads(json.dumps(dataclasses.asdict(ModelConfig.from_dict(old))))
+            except (ValueError, TypeError):
+                pass
         if key == "train_config":
             if old is None or {**old, "steps": new["steps"]} != new:
                 raise CheckpointError(f"{path}: was made with other training options; "
