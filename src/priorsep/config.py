@@ -419,8 +419,8 @@ class DiffusionConfig:
     churn: float = 0.0
     """EDM's S_churn: noise re-injected per step is min(churn / steps, sqrt(2) - 1) of sigma."""
     churn_min: float = 0.0
-    churn_max: float = float("inf")
-    """Churn only for sigma in [churn_min, churn_max]."""
+    churn_max: float | None = None
+    """Churn only for sigma in [churn_min, churn_max] (None: no upper bound)."""
     noise_scale: float = 1.0
     """EDM's S_noise: scale of the re-injected noise."""
     corrector_steps: int = 0

@@ -154,7 +154,8 @@ def _integrate(priors: SourcePrior, x: torch.Tensor, config: DiffusionConfig,
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         churn = 0.0
-        if config.churn > 0 and config.churn_min <= sigma <= config.churn_max:
+        below_max = config.churn_max is None or sigma <= config.churn_max
+        if config.churn > 0 and config.churn_min <= sigma and below_max:
             churn = min(config.churn / steps, math.sqrt(2) - 1)
         sigma_hat = sigma * (1 + churn)
         if churn > 0:
