@@ -34,10 +34,6 @@ class GaussianPriors(gaussian.GaussianPriors):
         self.gradient_calls += 1
         return super().score(sources, sigma)
 
-    def log_prob_and_score(self, sources, sigma):
-        # the generic path: autograd of log_prob (counted as one gradient call)
-        return super(gaussian.GaussianPriors, self).log_prob_and_score(sources, sigma)
-
 
 def closed_form_posterior(priors: GaussianPriors, mixing: Mixing, mix: torch.Tensor,
                           sigma: float, gamma: float):

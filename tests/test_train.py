@@ -14,13 +14,12 @@ from safetensors.torch import load_file
 from priorsep.config import ModelConfig, TrainConfig
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
+from priorsep.nn.prior import draw_sigma, validation_log_likelihood
 from priorsep.storage import load_model
 from priorsep.train import (
     CHECKPOINT_NAME,
-    draw_sigma,
     learning_rate,
     train,
-    validation_log_likelihood,
 )
 from tests.conftest import TINY_FLOW
 
@@ -136,7 +135,7 @@ def test_sigma_draws_are_log_uniform_with_clean_share():
 def test_score_matching_loss_is_smallest_at_the_true_score():
     """For x ~ N(0, v) the noised density is N(0, v + sigma**2); its exact score gives the
     loss v / (v + sigma**2), any other variance more, and clean examples do not count."""
-    from priorsep.train import score_matching_loss
+    from priorsep.nn.prior import score_matching_loss
 
     generator = torch.Generator().manual_seed(0)
     variance = 0.25

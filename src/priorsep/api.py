@@ -43,10 +43,10 @@ def load_pretrained(model: str | os.PathLike, device: str | torch.device = "cpu"
     """Resolve a model id (bundled name, local folder, Hub repo, list or bag) and load it.
 
     Returns:
-        (priors, info): info is the `info` of the model's config.json (empty for combinations),
-        where the model's tuned separation settings live under "separation".
+        (priors, info): info is the `info` of the model's config.json (empty for
+        combinations); `load_model_id` also gives the stored separation settings.
     """
-    priors, info, _, _ = _load(model, device, notify, with_posterior=False)
+    priors, info, _, _ = load_model_id(model, device, notify)
     return priors, info
 
 
@@ -54,16 +54,8 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
                   notify: Callable[[str], None] | None = None, with_posterior: bool = False
                   ) -> tuple[SourcePrior, dict[str, Any], PosteriorEncoder | None,
                              SeparationSettings]:
-    """(priors, info, the stored posterior encoder or None, the stored separation settings) of
-    a model id; `with_posterior` makes a missing encoder an error."""
-    return _load(model, device, notify, with_posterior)
-
-
-def _load(model: str | os.PathLike, device: str | torch.device,
-          notify: Callable[[str], None] | None, with_posterior: bool
-          ) -> tuple[SourcePrior, dict[str, Any], PosteriorEncoder | None, SeparationSettings]:
     """(priors, info, the stored posterior encoder or None, the stored separation settings)
-    of a model id."""
+    of a model id; `with_posterior` makes a missing encoder an error."""
     from priorsep import hub
     from priorsep.amortised import load_posterior
     from priorsep.storage import read_config
@@ -173,7 +165,7 @@ class Separator:
         """
         _check_method(method)  # before loading: a wrong method must not cost a download
         wants_encoder = method is not None and method.startswith("posterior")
-        priors, _, encoder, settings = _load(model, device, notify,
+        priors, _, encoder, settings = load_model_id(model, device, notify,
                                              with_posterior=wants_encoder)
         method = method or settings.method or default_method(priors)
         langevin = settings.langevin

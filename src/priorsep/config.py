@@ -223,7 +223,6 @@ class ModelConfig:
         values = dict(values)
         if "flow" in values:  # format version 1: only flows existed
             values["architecture"] = values.pop("flow")
-            values.setdefault("family", "flowavenet")
         family = values.get("family") or "flowavenet"
         if family not in ARCHITECTURES:
             raise ValueError(f"unknown prior family {family!r}; "

@@ -56,9 +56,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def model_card(config: ModelConfig, info: dict[str, Any]) -> str:
+def model_card(config: ModelConfig, info: dict[str, Any],
+               priors: SourcePrior | None = None) -> str:
     """A Markdown model card: what the priors are, what they were trained on, how they score."""
-    priors = build_priors(config)
+    priors = priors if priors is not None else build_priors(config)  # only to describe it
     family = {"flowavenet": "normalizing-flow, flowavenet", "score": "score-based, diffusion"}
     lines = [
         "---",
@@ -157,7 +158,7 @@ def save_model(
     }
     save_weights(priors, folder / WEIGHTS_NAME)
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / CARD_NAME, model_card(priors.config, info))
+    atomic_write_text(folder / CARD_NAME, model_card(priors.config, info, priors))
     return folder
 
 

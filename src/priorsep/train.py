@@ -27,7 +27,6 @@ from torch.nn.parallel import DistributedDataParallel
 from priorsep.config import ModelConfig, TrainConfig
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
 from priorsep.nn.interface import SourcePrior
-from priorsep.nn.prior import draw_sigma, score_matching_loss, validation_log_likelihood  # noqa: F401
 from priorsep.nn.registry import build_priors
 from priorsep.storage import atomic_write, save_model
 
