@@ -17,7 +17,6 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -276,36 +275,33 @@ class Separator:
         return estimates.cpu()
 
     def separate_audio(self, audio: torch.Tensor, rate: int,
-                       progress: Callable[[float, float], None] | None = None
-                       ) -> dict[str, torch.Tensor]:
+                       progress: Callable[[float, float], None] | None = None,
+                       mono: bool = False) -> dict[str, torch.Tensor]:
         """Separate audio of any rate and channel count.
 
-        Channels are averaged to mono (the priors are mono), the mix is resampled to the
-        model's rate and the stems back to `rate`.
+        Every channel is separated on its own (the channels of a segment in one batch), so the
+        stems keep the input's channels; `mono` averages the channels first. The mix is
+        resampled to the model's rate and the stems back to `rate`.
 
         Args:
             audio: (channels, time).
             progress: called with (seconds done, seconds total) of audio.
+            mono: separate the average of the channels and return one-channel stems.
 
         Returns:
-            {source: (1, time)} at `rate`.
+            {source: (channels, time)} at `rate` (one channel with `mono`).
         """
-        mono = resample(to_mono(audio), rate, self.sample_rate)[0]
+        channels = to_mono(audio) if mono else audio
+        mixes = resample(channels, rate, self.sample_rate)  # (channels, time at model rate)
         seconds = audio.shape[-1] / rate
 
         def report(done: int, total: int) -> None:
             if progress is not None:
                 progress(seconds * done / total, seconds)
 
-        stems = self.separate_tensor(mono, report)  # (N, time at model rate)
+        stems = self.separate_tensor(mixes, report)  # (channels, N, time at model rate)
         stems = resample(stems, self.sample_rate, rate)
         length = audio.shape[-1]
         if stems.shape[-1] < length:
             stems = torch.nn.functional.pad(stems, (0, length - stems.shape[-1]))
-        return {name: stems[k : k + 1, :length] for k, name in enumerate(self.sources)}
-
-
-def output_path(out_dir: str | os.PathLike, template: str, track: str, source: str,
-                ext: str) -> Path:
-    """Where a stem goes: `template` formatted with {track}, {source} and {ext}."""
-    return Path(out_dir) / template.format(track=track, source=source, ext=ext)
+        return {name: stems[:, k, :length] for k, name in enumerate(self.sources)}

@@ -1,14 +1,19 @@
 """Reading, writing, resampling and channel handling of audio files.
 
 Everything else in priorsep sees float32 tensors (channels, time); this module alone talks to
-soundfile and torchaudio, reads `-` as stdin and writes outputs atomically.
+soundfile and torchaudio and reads `-` as stdin. A file is refused when it holds samples that
+are not finite (NaN or infinity); a file whose header promises more audio than it holds is read
+as far as it goes, with a warning.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +21,66 @@ import soundfile
 import torch
 import torchaudio.functional
 
-from priorsep.errors import AudioReadError
-from priorsep.storage import atomic_write
+from priorsep.errors import AudioReadError, UsageError
+from priorsep.files import atomic_write
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 SUBTYPES = {"int16": "PCM_16", "int24": "PCM_24", "float32": "FLOAT"}
+CLIP_MODES = ("rescale", "clamp", "none")
+_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
-def read_audio(path: str | os.PathLike) -> tuple[torch.Tensor, int]:
-    """Read a file (or `-` for stdin) as (channels, time) float32 and its sample rate."""
+def read_audio(path: str | os.PathLike,
+               warn: Callable[[str], None] | None = None) -> tuple[torch.Tensor, int]:
+    """Read a file (or `-` for stdin) as (channels, time) float32 and its sample rate.
+
+    Args:
+        warn: receives a line when the file holds less audio than its header promises.
+
+    Raises:
+        AudioReadError: missing, a folder, unreadable, empty, or with non-finite samples.
+    """
+    name = "stdin" if str(path) == "-" else str(path)
     try:
         if str(path) == "-":
-            data, rate = soundfile.read(io.BytesIO(sys.stdin.buffer.read()), dtype="float32",
-                                        always_2d=True)
+            payload = sys.stdin.buffer.read()
+            if not payload:
+                raise AudioReadError("stdin: empty input, expected audio (e.g. a wav file)")
+            data, rate = soundfile.read(io.BytesIO(payload), dtype="float32", always_2d=True)
         else:
+            if Path(path).is_dir():
+                raise AudioReadError(f"{path}: a folder, not an audio file")
             if not Path(path).is_file():
                 raise AudioReadError(f"{path}: no such file")
             data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            if warn is not None:
+                truncated = _truncation(path)
+                if truncated:
+                    warn(f"{path}: {truncated}")
     except AudioReadError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
-        name = "stdin" if str(path) == "-" else str(path)
         raise AudioReadError(f"{name}: not a readable audio file ({error})") from None
     if data.shape[0] == 0:
-        raise AudioReadError(f"{path}: contains no audio")
+        raise AudioReadError(f"{name}: contains no audio")
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise AudioReadError(f"{name}: {bad} sample(s) are not finite numbers (NaN or "
+                             "infinity); fix or re-export the file")
     return torch.from_numpy(np.ascontiguousarray(data.T)), rate
+
+
+def _truncation(path: str | os.PathLike) -> str | None:
+    """What libsndfile noticed about a data chunk shorter than its header says, or None."""
+    try:
+        log = soundfile.info(str(path)).extra_info
+    except (soundfile.LibsndfileError, RuntimeError, OSError):
+        return None
+    found = _TRUNCATED.search(log)
+    if found is None or int(found.group(2)) >= int(found.group(1)):
+        return None
+    return (f"the header promises {int(found.group(1)):,} bytes of audio but the file holds "
+            f"{int(found.group(2)):,} (truncated?); separating what is there")
 
 
 def read_segment(path: str | os.PathLike, start: int, frames: int) -> tuple[torch.Tensor, int]:
@@ -62,6 +102,12 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     return info.frames, info.samplerate
 
 
+def audio_files(folder: str | os.PathLike) -> list[Path]:
+    """The audio files directly inside a folder (by suffix), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
 def to_mono(audio: torch.Tensor) -> torch.Tensor:
     """(channels, time) -> (1, time) by averaging the channels."""
     return audio.mean(dim=0, keepdim=True)
@@ -74,23 +120,87 @@ def resample(audio: torch.Tensor, rate_in: int, rate_out: int) -> torch.Tensor:
     return torchaudio.functional.resample(audio, rate_in, rate_out)
 
 
-def encode_wav(audio: torch.Tensor, rate: int, subtype: str = "PCM_16",
-               format: str = "WAV") -> bytes:
-    """Encode (channels, time) audio to bytes, clipping to [-1, 1] for integer formats."""
-    data = audio.detach().cpu().float().numpy().T
-    if subtype != "FLOAT":
-        data = np.clip(data, -1.0, 1.0)
+@dataclass(frozen=True)
+class OutputFormat:
+    """How stems are encoded.
+
+    container: "wav", "flac", "mp3" or "ogg" (also the file extension).
+    depth: "int16", "int24" or "float32" for wav; "int16" or "int24" for flac; ignored by the
+        lossy formats.
+    bitrate: kbps of mp3 (constant bit rate); clamped to what the MPEG version of the sample
+        rate allows (32-320 from 32 kHz, 8-160 from 16 kHz, 8-64 below).
+    clip: what happens to samples beyond [-1, 1]: "rescale" divides a stem by its peak
+        (x 1.01) when it would clip, as Demucs does; "clamp" cuts them; "none" writes them as
+        they are (float wav keeps them, the other formats saturate).
+    """
+
+    container: str = "wav"
+    depth: str = "int16"
+    bitrate: int = 320
+    clip: str = "rescale"
+
+    def __post_init__(self) -> None:
+        if self.container not in ("wav", "flac", "mp3", "ogg"):
+            raise UsageError(f"unknown audio format {self.container!r}")
+        if self.depth not in SUBTYPES:
+            raise UsageError(f"unknown bit depth {self.depth!r}; choose "
+                             f"{', '.join(SUBTYPES)}")
+        if self.container == "flac" and self.depth == "float32":
+            raise UsageError("FLAC holds integer samples only: choose 16 or 24 bits")
+        if self.container in ("mp3", "ogg") and self.depth != "int16":
+            raise UsageError(f"{self.container} is lossy: bit depths apply to wav and flac")
+        if not 8 <= self.bitrate <= 320:
+            raise UsageError(f"mp3 bit rate must be between 8 and 320 kbps, got {self.bitrate}")
+        if self.clip not in CLIP_MODES:
+            raise UsageError(f"unknown clip mode {self.clip!r}; choose {', '.join(CLIP_MODES)}")
+
+    @property
+    def ext(self) -> str:
+        return self.container
+
+
+def mp3_compression(bitrate: int, rate: int) -> float:
+    """libsndfile's compression level for a constant mp3 bit rate at a sample rate (its
+    encoder maps the level linearly onto the bit rates of the rate's MPEG version)."""
+    low, high = (32, 320) if rate >= 32000 else (8, 160) if rate >= 16000 else (8, 64)
+    return (high - min(max(bitrate, low), high)) / (high - low)
+
+
+def limit(audio: torch.Tensor, clip: str) -> torch.Tensor:
+    """Apply a clip mode (see `OutputFormat.clip`) to one stem."""
+    if clip == "rescale":
+        peak = float(audio.abs().max()) if audio.numel() else 0.0
+        return audio / (1.01 * peak) if peak > 1.0 else audio
+    if clip == "clamp":
+        return audio.clamp(-1.0, 1.0)
+    return audio
+
+
+def encode_audio(audio: torch.Tensor, rate: int, output: OutputFormat | None = None) -> bytes:
+    """Encode (channels, time) audio to the bytes of a file in `output`'s format."""
+    output = output or OutputFormat()
+    data = limit(audio.detach().cpu().float(), output.clip).numpy().T
+    options: dict = {}
+    if output.container == "mp3":
+        options = dict(format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
+                       compression_level=mp3_compression(output.bitrate, rate))
+    elif output.container == "ogg":
+        options = dict(format="OGG", subtype="VORBIS")
+    else:
+        options = dict(format=output.container.upper(), subtype=SUBTYPES[output.depth])
     buffer = io.BytesIO()
-    soundfile.write(buffer, data, rate, subtype=subtype, format=format)
+    buffer.name = f"stem.{output.ext}"  # libsndfile's mp3 writer wants a named file
+    soundfile.write(buffer, data, rate, **options)
     return buffer.getvalue()
 
 
 def write_audio(path: str | os.PathLike, audio: torch.Tensor, rate: int,
-                subtype: str = "PCM_16") -> None:
-    """Write (channels, time) audio atomically (temp file, then rename); format from the suffix."""
+                depth: str = "int16") -> None:
+    """Write (channels, time) audio atomically (temp file, then rename): flac for a .flac
+    suffix (float becomes 24 bits), wav otherwise; integer samples are clamped."""
     path = Path(path)
-    file_format = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
-    if file_format == "FLAC" and subtype == "FLOAT":
-        subtype = "PCM_24"
-    payload = encode_wav(audio, rate, subtype, file_format)
+    flac = path.suffix.lower() == ".flac"
+    output = OutputFormat("flac" if flac else "wav",
+                          "int24" if flac and depth == "float32" else depth, clip="clamp")
+    payload = encode_audio(audio, rate, output)
     atomic_write(path, lambda tmp: tmp.write_bytes(payload))

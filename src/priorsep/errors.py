@@ -71,3 +71,19 @@ class CapabilityError(PriorsepError, NotImplementedError):
     """A prior family lacks what was asked of it (e.g. `log_prob` of a score-only prior)."""
 
     exit_code = 2
+
+
+class OutputExistsError(UsageError):
+    """An output file exists and replacing it was not asked for."""
+
+
+class OutputWriteError(PriorsepError):
+    """An output file could not be written (disk full, permissions, a path in the way)."""
+
+    exit_code = 11
+
+
+class TrainingDiverged(PriorsepError):
+    """The training loss became NaN or infinite; nothing was saved from the broken step."""
+
+    exit_code = 12

@@ -38,8 +38,8 @@ import priorsep
 from priorsep.data.held_out import DATASETS, HeldOutData
 from priorsep.evaluation import diagnostics, likelihood, markdown, plots, samples, separation
 from priorsep.evaluation.levels import THESIS_SIGMAS, PriorsUnderTest, load_priors_under_test
+from priorsep.files import atomic_write_text
 from priorsep.separation.mixing import Mixing
-from priorsep.storage import atomic_write_text
 
 SECTIONS: tuple[str, ...] = ("cross", "noise", "constant", "gaussian", "denoising", "separation",
                              "samples")

@@ -21,6 +21,7 @@ from huggingface_hub import ModelCardData
 from priorsep.amortised import load_posterior
 from priorsep.config import ModelConfig
 from priorsep.errors import UsageError
+from priorsep.files import atomic_write_text
 from priorsep.hub import BAG_NAME, ResolvedModel, resolve_model
 from priorsep.nn.registry import build_priors
 from priorsep.storage import (
@@ -30,7 +31,6 @@ from priorsep.storage import (
     POSTERIOR_NAME,
     SEPARATION_NAME,
     WEIGHTS_NAME,
-    atomic_write_text,
     load_model,
     read_config,
     read_separation,

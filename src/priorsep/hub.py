@@ -49,7 +49,7 @@ from priorsep.hub_client import (
     hub_settings,
 )
 from priorsep.nn.prior import CombinedPriors, SourcePriors, SourceRef, combine_configs
-from priorsep.storage import CONFIG_NAME, load_model, read_config
+from priorsep.storage import CONFIG_NAME, POSTERIOR_NAME, load_model, read_config
 
 __all__ = ["BAG_NAME", "DEFAULT_MODEL", "HubSettings", "ModelEntry", "ResolvedModel",
            "bundled_names", "hub_settings", "list_models", "load_priors", "load_resolved",
@@ -358,6 +358,8 @@ class ModelEntry:
     """Why the model cannot be used as it is on disk, if it cannot."""
     family: str | None = None
     """The prior family ("flowavenet", "score", ...; "mixed" for a bag of several)."""
+    encoder: bool = False
+    """Whether the model carries an amortised posterior encoder (`--method posterior`)."""
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -394,7 +396,8 @@ def list_models(cache_dir: Path | None = None) -> list[ModelEntry]:
                                       folder, str(error)))
             continue
         entries.append(ModelEntry(name, "bundled", (), None, config.sources, config.sample_rate,
-                                  _folder_size(folder), folder, family=config.family))
+                                  _folder_size(folder), folder, family=config.family,
+                                  encoder=(folder / POSTERIOR_NAME).is_file()))
     settings = hub_settings(offline=True)
     if cache_dir is not None:
         settings = dataclasses.replace(settings, cache_dir=Path(cache_dir))
@@ -404,15 +407,17 @@ def list_models(cache_dir: Path | None = None) -> list[ModelEntry]:
         if not _is_priorsep_snapshot(snapshot.folder):
             continue
         sources, sample_rate, problem, family = (), None, None, None
+        encoder = False
         try:
             resolved = resolver.resolve(f"{snapshot.repo_id}@{snapshot.commit}", Path.cwd(), 0)
             sources, sample_rate = resolved.sources, resolved.config.sample_rate
             families = {part.config.family for part in resolved.parts} or {
                 resolved.config.family}
             family = families.pop() if len(families) == 1 else "mixed"
+            encoder = resolved.folder is not None and (resolved.folder / POSTERIOR_NAME).is_file()
         except PriorsepError as error:
             problem = str(error)
         entries.append(ModelEntry(snapshot.repo_id, "hub", snapshot.refs, snapshot.commit,
                                   sources, sample_rate, snapshot.size_bytes, snapshot.folder,
-                                  problem, family))
+                                  problem, family, encoder))
     return entries

@@ -46,13 +46,13 @@ from priorsep.errors import (
     ModelNotFoundError,
     PriorsepError,
 )
+from priorsep.files import atomic_write_text
 from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
     POSTERIOR_NAME,
     SEPARATION_NAME,
     WEIGHTS_NAME,
-    atomic_write_text,
 )
 
 BAG_NAME = "sources.json"

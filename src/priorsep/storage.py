@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
 from priorsep.errors import ModelFormatError
+from priorsep.files import atomic_write, atomic_write_text
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.registry import build_priors
 
@@ -33,29 +33,6 @@ SEPARATION_NAME = "separation.json"
 """Optional: the tuned sampler settings (see `SeparationSettings`)."""
 POSTERIOR_NAME = "posterior.safetensors"
 """Optional: the amortised posterior encoder (see `priorsep.amortised`)."""
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)` then rename the temporary file onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def model_card(config: ModelConfig, info: dict[str, Any],
                priors: SourcePrior | None = None) -> str:
     """A Markdown model card: what the priors are, what they were trained on, how they score."""

@@ -26,9 +26,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from priorsep.config import ModelConfig, TrainConfig
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
+from priorsep.files import atomic_write
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.registry import build_priors
-from priorsep.storage import atomic_write, save_model
+from priorsep.storage import save_model
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -54,17 +55,6 @@ class Progress:
     lr: float
     validation: list[float] | None = None
     """Per-source validation log-likelihood (nats/sample), on evaluation steps."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when available; `cuda` without a GPU is a usage error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:

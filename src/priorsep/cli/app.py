@@ -19,12 +19,17 @@ app = typer.Typer(
     help="Unsupervised source separation with per-source priors (flows or score models).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
+"""Every message goes to stderr, one line per message whatever the terminal's width."""
 
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", "-d", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Say more: the model, the settings, the time each input took.")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")]
 DatasetOption = Annotated[str, typer.Option(help="toy, or folder (ROOT/<source>/*.wav|flac).")]
 RootOption = Annotated[Path | None, typer.Option(help="Dataset root for --dataset folder.")]
@@ -130,6 +135,38 @@ class TrainReporter(TerminalProgress):
             console.print(f"{self.validation_name}: {scores}", highlight=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from priorsep import __version__
+
+        print(f"priorsep {__version__}")
+        raise typer.Exit()
+
+
+def _list_models(value: bool) -> None:
+    if value:
+        from priorsep.cli.models import show_models
+
+        show_models()
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+    list_models: Annotated[bool, typer.Option(
+        "--list-models", callback=_list_models, is_eager=True,
+        help="List the bundled and cached models (as `priorsep models`) and exit.")] = False,
+) -> None:
+    """Unsupervised source separation with per-source priors (flows or score models)."""
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="priorsep")
+    """Console-script entry point: Ctrl-C at any moment ends with one line and exit code 130."""
+    try:
+        app(prog_name="priorsep")
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        raise SystemExit(130) from None

@@ -135,8 +135,8 @@ def evaluate_command(
     """
     import json
 
+    from priorsep.devices import resolve_device
     from priorsep.evaluate import SECTIONS, EvaluationConfig, run_evaluation, write_report
-    from priorsep.train import resolve_device
 
     if steps < 0:
         raise UsageError("--steps must be 0 (the model's whole schedule) or more")

@@ -27,8 +27,8 @@ def cross_likelihood_command(
 
     from priorsep.api import load_pretrained
     from priorsep.data.toy import ToyDataset
+    from priorsep.devices import resolve_device
     from priorsep.metrics import cross_likelihood
-    from priorsep.train import resolve_device
 
     priors, _ = load_pretrained(model, resolve_device(device), notify=notice)
     multiple = priors.config.frame_multiple
@@ -77,9 +77,14 @@ def models_command(
     ctx: typer.Context,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """List bundled and cached models: id, revision, prior family, sources, sample rate, size."""
-    if ctx.invoked_subcommand is not None:
-        return
+    """List bundled and cached models: id, revision, prior family, whether an amortised encoder
+    comes with it, sources, sample rate, size."""
+    if ctx.invoked_subcommand is None:
+        show_models(json_output)
+
+
+def show_models(json_output: bool = False) -> None:
+    """The table (or JSON) of `priorsep models`."""
     import json
 
     from rich.markup import escape
@@ -97,7 +102,7 @@ def models_command(
                       "`priorsep models download OWNER/NAME`", highlight=False, soft_wrap=True)
         return
     view = Table(title=f"models (Hugging Face cache: {cache})")
-    for column in ("id", "revision", "family", "sources", "sample rate", "size"):
+    for column in ("id", "revision", "family", "encoder", "sources", "sample rate", "size"):
         view.add_column(column, justify="right" if column in ("sample rate", "size") else "left")
     for entry in entries:
         if entry.commit is None:
@@ -108,7 +113,8 @@ def models_command(
             revision = entry.commit[:12]
         sources = (escape(", ".join(entry.sources)) if entry.problem is None
                    else f"[red]{escape(entry.problem)}[/red]")
-        view.add_row(escape(entry.model_id), escape(revision), entry.family or "-", sources,
+        view.add_row(escape(entry.model_id), escape(revision), entry.family or "-",
+                     "yes" if entry.encoder else "-", sources,
                      f"{entry.sample_rate} Hz" if entry.sample_rate else "-",
                      _human_size(entry.size_bytes))
     Console().print(view)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,24 +15,32 @@ from priorsep.cli.app import (
     DeviceOption,
     QuietOption,
     TerminalProgress,
+    VerboseOption,
     app,
     console,
     notice,
     reports_errors,
 )
-from priorsep.errors import PriorsepError, UsageError
+from priorsep.errors import (
+    AudioReadError,
+    OutputExistsError,
+    OutputWriteError,
+    PriorsepError,
+    UsageError,
+)
+from priorsep.outputs import DEFAULT_TEMPLATE
 
-FORMATS = {"int16": ("wav", "PCM_16"), "int24": ("wav", "PCM_24"),
-           "float32": ("wav", "FLOAT"), "flac": ("flac", "PCM_24")}
+FORMAT_HELP = "Output format (at most one; default: 16-bit wav)."
 
 
 @app.command()
 @reports_errors
 def separate(
-    inputs: Annotated[list[str], typer.Argument(help="Mix files; - reads a wav from stdin.")],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Mix files or folders (their audio files, sorted); - reads stdin.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     model: Annotated[str, typer.Option(
-        "--model", "-m", help="Bundled name, model folder or Hub repo owner/name@revision.")
+        "--model", "-m", "-n", help="Bundled name, model folder or Hub repo owner/name@revision.")
     ] = "toy",
     steps: Annotated[int | None, typer.Option(
         help="Sampler steps: diffusion steps, or Langevin steps in all (spread over the noise "
@@ -46,24 +57,61 @@ def separate(
     samples: Annotated[int, typer.Option(
         help="With the posterior methods: average this many encoder draws (0: its mean).")
     ] = 0,
-    float32: Annotated[bool, typer.Option("--float32", help="Write 32-bit float wav.")] = False,
-    int24: Annotated[bool, typer.Option("--int24", help="Write 24-bit wav.")] = False,
-    flac: Annotated[bool, typer.Option("--flac", help="Write FLAC.")] = False,
+    two_stems: Annotated[str | None, typer.Option(
+        "--two-stems", metavar="SOURCE",
+        help="Write only SOURCE and no_SOURCE (the sum of the other stems).")] = None,
+    mono: Annotated[bool, typer.Option(
+        "--mono", help="Average the channels first and write one-channel stems.")] = False,
+    start: Annotated[float, typer.Option(
+        help="Separate from this second of each input.", min=0.0)] = 0.0,
+    duration: Annotated[float | None, typer.Option(
+        help="Separate this many seconds (default: to the end).")] = None,
+    float32: Annotated[bool, typer.Option("--float32", help="32-bit float wav.")] = False,
+    int24: Annotated[bool, typer.Option("--int24", help="24-bit wav (or flac).")] = False,
+    flac: Annotated[bool, typer.Option(
+        "--flac", help="FLAC, 16-bit (24 with --int24).")] = False,
+    mp3: Annotated[bool, typer.Option("--mp3", help="MP3 at --mp3-bitrate.")] = False,
+    mp3_bitrate: Annotated[int, typer.Option(
+        help="MP3 bit rate in kbps (constant; at most 160 below 32 kHz).")] = 320,
+    ogg: Annotated[bool, typer.Option("--ogg", help="Ogg Vorbis.")] = False,
+    clip_mode: Annotated[str, typer.Option(
+        help="Samples beyond full scale: rescale (the stem by its peak, as Demucs), clamp, or "
+             "none (float wav keeps them, other formats saturate).")] = "rescale",
     filename: Annotated[str, typer.Option(
-        help="Output path template with {track}, {source}, {ext}.")] = "{track}/{source}.{ext}",
+        help="Output path template under OUT with {track}, {trackext}, {source} (or {stem}) "
+             "and {ext}.")] = DEFAULT_TEMPLATE,
     stdout_source: Annotated[str | None, typer.Option(
-        "--stdout", help="Write this source as wav to stdout (one input).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+        "--stdout", metavar="SOURCE",
+        help="Write this source as wav to stdout (one input; not to a terminal).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace existing output files.")] = False,
+    segment: Annotated[float | None, typer.Option(
+        help="Seconds the model sees at once (default: the model's own segment).")] = None,
+    overlap: Annotated[float, typer.Option(
+        help="Share of a segment overlapping the next, 0 to 0.5.")] = 0.125,
+    batch_size: Annotated[int, typer.Option(help="Segments separated together.")] = 4,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", help="CPU threads for torch (default: torch's, one per core).")
+    ] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Separate each mix into one file per source: OUT/<track>/<source>.wav."""
-    import sys
+    """Separate each mix into one file per source: OUT/<track>/<source>.wav.
 
-    from priorsep.api import Separator, output_path
-    from priorsep.audio import encode_wav, read_audio, write_audio
-    from priorsep.train import resolve_device
+    Stems keep the input's sample rate and channels. Every output place is checked before
+    anything is separated; a track's stems appear together or not at all, and one bad input
+    does not stop the others (the exit code is the last failure's).
+    """
+    import torch
 
+    from priorsep.api import Separator
+    from priorsep.audio import OutputFormat
+    from priorsep.devices import resolve_device
+    from priorsep.outputs import check_template, plan_outputs
+
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose contradict each other")
     if method == "posterior" and (steps is not None or chains is not None):
         raise UsageError("--steps and --chains apply to the samplers, not to "
                          "--method posterior")
@@ -73,76 +121,218 @@ def separate(
         raise UsageError("give an output folder with -o OUT, or --stdout SOURCE")
     if stdout_source is not None and len(inputs) != 1:
         raise UsageError("--stdout writes one stem of one input: give exactly one input")
-    if sum([float32, int24, flac]) > 1:
-        raise UsageError("choose at most one of --float32, --int24, --flac")
+    if stdout_source is not None and sys.stdout.isatty():
+        raise UsageError("--stdout writes binary audio: redirect it to a file or a pipe")
+    if sum([float32, int24 and not flac, flac, mp3, ogg]) > 1:
+        raise UsageError("choose at most one of --float32, --int24, --flac, --mp3, --ogg "
+                         "(--int24 --flac is 24-bit FLAC)")
     if inputs.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    ext, subtype = FORMATS["float32" if float32 else "int24" if int24 else
-                           "flac" if flac else "int16"]
+    if duration is not None and duration <= 0:
+        raise UsageError("--duration must be positive")
+    if segment is not None and segment <= 0:
+        raise UsageError("--segment must be positive")
+    if not 0 <= overlap <= 0.5:
+        raise UsageError("--overlap must be between 0 and 0.5")
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    container = "flac" if flac else "mp3" if mp3 else "ogg" if ogg else "wav"
+    depth = "float32" if float32 else "int24" if int24 else "int16"
+    try:
+        output = OutputFormat(container, depth, mp3_bitrate, clip_mode)
+    except UsageError as error:
+        raise UsageError(f"output format: {error}") from None
+    if out is not None:
+        try:
+            check_template(filename)
+        except UsageError as error:
+            raise UsageError(f"--filename: {error}") from None
+    names, unreadable = expand_inputs(inputs)
+    if jobs is not None:
+        torch.set_num_threads(jobs)
+
     separator = Separator.from_pretrained(model, resolve_device(device), notify=notice,
                                           method=method, samples=samples)
     try:
         separator.configure(steps=steps, seed=seed, n_chains=chains)
     except UsageError as error:
         raise UsageError(f"--steps/--chains/--seed: {error}") from None
-    if stdout_source is not None and stdout_source not in separator.sources:
-        raise UsageError(f"--stdout {stdout_source}: the model's sources are "
-                         f"{', '.join(separator.sources)}")
-    failures: list[PriorsepError] = []
-    for name in inputs:
-        track = "stdin" if name == "-" else Path(name).stem
+    if segment is not None:
+        separator.segment_length = max(
+            round(segment * separator.sample_rate) // separator.multiple, 1) * separator.multiple
+    separator.overlap = min(int(overlap * separator.segment_length),
+                            separator.segment_length // 2)
+    separator.batch_size = batch_size
+    stem_names = list(separator.sources)
+    if two_stems is not None:
+        if two_stems not in separator.sources:
+            raise UsageError(f"--two-stems {two_stems}: the model's sources are "
+                             f"{', '.join(separator.sources)}")
+        stem_names = [two_stems, f"no_{two_stems}"]
+    if stdout_source is not None and stdout_source not in stem_names:
+        what = "the stems are" if two_stems else "the model's sources are"
+        raise UsageError(f"--stdout {stdout_source}: {what} {', '.join(stem_names)}")
+    plan: dict[str, dict[str, Path]] = {}
+    if out is not None:
         try:
-            targets = {}
-            if out is not None:
-                targets = {source: output_path(out, filename, track, source, ext)
-                           for source in separator.sources}
-                existing = [str(p) for p in targets.values() if p.exists()]
-                if existing and not overwrite:
-                    raise UsageError(f"{existing[0]} exists (use --overwrite to replace it)")
-            audio, rate = read_audio(name)
-            if audio.shape[0] > 1 and not quiet:
-                console.print(f"note: {name}: {audio.shape[0]} channels averaged to mono",
-                              highlight=False)
-            with AudioProgress(track, quiet) as progress:
-                stems = separator.separate_audio(audio, rate, progress)
-            for source, path in targets.items():
-                write_audio(path, stems[source], rate, subtype)
+            plan = plan_outputs(names, out, filename, stem_names, output.ext, overwrite)
+        except OutputExistsError as error:
+            raise UsageError(f"{error}; use --overwrite to replace") from None
+    if verbose:
+        console.print(f"model {model}: {', '.join(separator.sources)} at "
+                      f"{separator.sample_rate} Hz, method {separator.method}, "
+                      f"{separator.evaluations_per_segment} prior evaluations per segment of "
+                      f"{separator.segment_length} samples, device {separator.device}, "
+                      f"{torch.get_num_threads()} threads", highlight=False)
+
+    failures: list[PriorsepError] = list(unreadable)
+    for error in unreadable:
+        console.print(f"[red]error:[/red] {error}", highlight=False)
+    for name in names:
+        began = time.perf_counter()
+        try:
+            audio, rate = read_input(name, start, duration)
+            with AudioProgress(Path(name).name if name != "-" else "stdin", quiet,
+                               verbose) as progress:
+                stems = separator.separate_audio(audio, rate, progress, mono=mono)
+            if two_stems is not None:
+                rest = sum(stem for source, stem in stems.items() if source != two_stems)
+                stems = {two_stems: stems[two_stems], f"no_{two_stems}": rest}
+            write_stems(plan.get(name, {}), stems, rate, output)
             if stdout_source is not None:
-                sys.stdout.buffer.write(encode_wav(stems[stdout_source], rate, subtype))
+                from priorsep.audio import encode_audio
+
+                wav = OutputFormat("wav", "float32" if float32 else "int24" if int24
+                                   else "int16", clip=clip_mode)
+                sys.stdout.buffer.write(encode_audio(stems[stdout_source], rate, wav))
                 sys.stdout.buffer.flush()
-            if not quiet and targets:
-                console.print(f"{name}: wrote {len(targets)} stems under {out}",
+            if not quiet and plan:
+                console.print(f"{name}: wrote {len(plan[name])} stems under {out}",
                               highlight=False)
+            if verbose:
+                seconds = audio.shape[-1] / rate
+                spent = time.perf_counter() - began
+                console.print(f"{name}: {seconds:.1f} s of audio in {spent:.1f} s "
+                              f"(real-time factor {spent / max(seconds, 1e-9):.2f})",
+                              highlight=False)
+            warn_if_nothing_separated(name, audio if not mono else audio.mean(0, keepdim=True),
+                                      stems, quiet)
         except PriorsepError as error:
-            console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {error}", highlight=False)
             failures.append(error)
     if failures:
         raise typer.Exit(failures[-1].exit_code)
 
 
+def expand_inputs(inputs: list[str]) -> tuple[list[str], list[PriorsepError]]:
+    """Folders become the audio files inside them (sorted); a folder without audio is an
+    error of its own, reported with the other inputs' failures."""
+    from priorsep.audio import audio_files
+
+    names: list[str] = []
+    problems: list[PriorsepError] = []
+    for name in inputs:
+        if name != "-" and Path(name).is_dir():
+            found = audio_files(name)
+            if not found:
+                problems.append(AudioReadError(f"{name}: a folder with no audio files"))
+            names.extend(str(path) for path in found)
+        else:
+            names.append(name)
+    return list(dict.fromkeys(names)), problems
+
+
+def read_input(name: str, start: float, duration: float | None):
+    """(audio, rate) of one input, cut to [start, start + duration) seconds."""
+    from priorsep.audio import read_audio
+
+    audio, rate = read_audio(name, warn=lambda line: console.print(
+        f"[yellow]warning:[/yellow] {line}", highlight=False))
+    first = round(start * rate)
+    if first >= audio.shape[-1]:
+        raise UsageError(f"{name}: --start {start:g} s is past its end "
+                             f"({audio.shape[-1] / rate:.2f} s)")
+    last = audio.shape[-1] if duration is None else min(audio.shape[-1],
+                                                        first + max(1, round(duration * rate)))
+    return audio[:, first:last], rate
+
+
+def write_stems(paths: dict[str, Path], stems: dict, rate: int, output) -> None:
+    """Encode every stem, then write them all or none (`OutputWriteError` on failure)."""
+    from priorsep.audio import encode_audio
+    from priorsep.files import write_together
+
+    if not paths:
+        return
+    try:
+        payloads = {paths[source]: encode_audio(stems[source], rate, output)
+                    for source in paths}
+    except (RuntimeError, ValueError) as error:  # libsndfile refusing the data
+        raise OutputWriteError(f"could not encode the stems: {error}") from None
+    try:
+        write_together(payloads)
+    except OSError as error:
+        raise OutputWriteError(f"could not write the stems ({error.strerror or error}: "
+                               f"{error.filename or ''}); none of this track was kept"
+                               ) from None
+
+
+def warn_if_nothing_separated(name: str, audio, stems: dict, quiet: bool) -> None:
+    """A warning when every stem is (nearly) the mix itself: the priors did not separate."""
+    if quiet or len(stems) < 2:
+        return
+    mix = audio.flatten().double()
+    if float(mix.norm()) == 0.0:
+        return
+    correlations = []
+    for stem in stems.values():
+        flat = stem.flatten().double()
+        denominator = float(flat.norm() * mix.norm())
+        correlations.append(float(flat @ mix) / denominator if denominator else 0.0)
+    if min(correlations) > 0.9:
+        console.print(f"[yellow]warning:[/yellow] {name}: every stem correlates "
+                      f"{min(correlations):.2f} or more with the mix: these priors did not "
+                      "separate it (see the README on how well separation works today)",
+                      highlight=False)
+
+
 class AudioProgress(TerminalProgress):
-    """One progress bar per track, in seconds of audio; hidden off a terminal or with --quiet.
+    """One progress bar per track, in seconds of audio, on a terminal; off a terminal a plain
+    line at every tenth (`verbose`) or quarter of the track; nothing with --quiet.
 
     Entering gives the callback `Separator.separate_audio` reports to, or None when hidden.
     """
 
-    def __init__(self, track: str, quiet: bool) -> None:
+    def __init__(self, track: str, quiet: bool, verbose: bool = False) -> None:
         # the total is unknown until the first report, so the seconds are a field, not
         # "{task.total:.1f}" (which cannot format the None a fresh task holds)
         super().__init__(quiet, TextColumn(track), BarColumn(),
                          TextColumn("{task.fields[seconds]}"), TimeRemainingColumn())
+        self.track = track
+        self.quiet = quiet
+        self.parts = 10 if verbose else 4
+        self.shown = 0
         if self.progress is not None:
             self.task = self.progress.add_task(track, total=None, seconds="")
 
     def __enter__(self):
         if super().__enter__().progress is None:
-            return None
+            return None if self.quiet else self._lines
 
         def update(done: float, total: float) -> None:
             self.progress.update(self.task, completed=done, total=total,
                                  seconds=f"{done:.1f}/{total:.1f} s")
 
         return update
+
+    def _lines(self, done: float, total: float) -> None:
+        part = math.floor(self.parts * done / total + 1e-9) if total else self.parts
+        if part > self.shown:
+            self.shown = part
+            console.print(f"{self.track}: {100 * done / total:.0f}% ({done:.1f}/{total:.1f} s)",
+                          highlight=False)
 
 
 @app.command()

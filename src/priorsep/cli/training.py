@@ -116,7 +116,7 @@ def train(
     """Train one prior per source on solo recordings (never on mixes)."""
     from priorsep.config import ModelConfig, TrainConfig
     from priorsep.data.datasets import training_data
-    from priorsep.train import resolve_device
+    from priorsep.devices import resolve_device
     from priorsep.train import train as run_training
 
     if prior not in ("flowavenet", "score"):
@@ -200,8 +200,9 @@ def finetune_noise(
     from priorsep.api import load_pretrained
     from priorsep.config import TrainConfig
     from priorsep.data.datasets import training_data
+    from priorsep.devices import resolve_device
     from priorsep.nn.prior import SourcePriors
-    from priorsep.train import finetune_levels, resolve_device
+    from priorsep.train import finetune_levels
     from priorsep.train import train as run_training
 
     priors, base_info = load_pretrained(model, notify=notice)
@@ -285,8 +286,8 @@ def train_posterior_command(
     from priorsep.api import load_pretrained
     from priorsep.config import PosteriorConfig, TrainConfig
     from priorsep.data.datasets import mix_training_data
+    from priorsep.devices import resolve_device
     from priorsep.separation.mixing import Mixing
-    from priorsep.train import resolve_device
 
     priors, priors_info = load_pretrained(model, notify=notice)
     config = priors.config

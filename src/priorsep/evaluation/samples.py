@@ -106,6 +106,6 @@ def write_samples(drawn: dict[float, torch.Tensor], sources: tuple[str, ...], sa
         finite = torch.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0)
         for k, source in enumerate(sources):
             path = out_dir / sample_file_name(source, temperature)
-            write_audio(path, finite[k:k + 1], sample_rate, "FLOAT")
+            write_audio(path, finite[k:k + 1], sample_rate, "float32")
             written.append(path)
     return written

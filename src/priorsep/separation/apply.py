@@ -103,7 +103,8 @@ def separate_long(mix: torch.Tensor, segment_fn: SegmentFn, segment_length: int,
         valid = min(length, time - start)
         window_sum[start:start + valid] += window[:valid]
 
-    jobs = [(row, start) for row in range(batch) for start in starts]
+    # segment by segment, every row of a segment together (the channels of a stereo mix)
+    jobs = [(row, start) for start in starts for row in range(batch)]
     output: torch.Tensor | None = None
     for first in range(0, len(jobs), batch_size):
         chunk = jobs[first:first + batch_size]
