@@ -81,12 +81,21 @@ def test_train_with_a_dct_front_end_writes_a_model_that_reloads(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["--dataset", "folder"], 2, "needs --root"),
+    (["--dataset", "folder"], 2, "--root: is needed by the folder dataset"),
     (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),
     (["--dataset", "nope"], 2, "unknown dataset"),
     (["--frame-length", "102"], 2, "multiple of"),
     (["--frame-transform", "wavelet"], 2, "unknown frame_transform"),
     (["--frame-transform", "dct"], 2, "needs early_squeezes >= 1"),
+    (["--lr", "inf"], 2, "--lr: must be a finite number above 0, got inf"),
+    (["--lr", "nan"], 2, "--lr: must be a finite number"),
+    (["--checkpoint-every", "0"], 2, "--checkpoint-every: must be a whole number of at least 1"),
+    (["--sample-rate", "0"], 2, "--sample-rate: must be positive"),
+    (["--frame-length", "0"], 2, "--frame-length: must be a whole number of at least 1"),
+    (["--batch-size", "0"], 2, "--batch-size:"),
+    (["--lr-decay", "1.5"], 2, "--lr-decay: must be a finite number in (0, 1]"),
+    (["--prior", "score", "--frame-length", "4096", "--set", "sigma_data=0"], 2,
+     "sigma_data must be positive"),
 ])
 def test_bad_train_options_give_one_line(tmp_path, args, code, message):
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "1",
@@ -94,6 +103,42 @@ def test_bad_train_options_give_one_line(tmp_path, args, code, message):
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_diverging_run_stops_without_saving_a_broken_model(tmp_path):
+    """A learning rate that blows the weights up ends with exit 12 and no model file."""
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "6",
+                                 "--checkpoint-every", "1", "--lr", "1e30", *TINY])
+    assert result.exit_code == 12, result.output
+    assert "lower the learning rate" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+    checkpoint = tmp_path / "m" / "checkpoint.pt"
+    if checkpoint.exists():  # what was saved is finite
+        state = torch.load(checkpoint, weights_only=True)["model"]
+        assert all(torch.isfinite(value).all() for value in state.values())
+
+
+def test_version_list_models_and_help(tmp_path):
+    from priorsep import __version__
+
+    for flag in ("--version", "-V"):
+        result = runner.invoke(app, [flag])
+        assert result.exit_code == 0 and result.stdout.strip() == f"priorsep {__version__}"
+    listed = runner.invoke(app, ["--list-models"])
+    assert listed.exit_code == 0 and "toy-score" in listed.stdout and "encoder" in listed.stdout
+    help_text = runner.invoke(app, ["separate", "--help"], env={"COLUMNS": "120"}).stdout
+    assert "<bool>" not in help_text and "--two-stems" in help_text and "-d" in help_text
+
+
+def test_stdout_refuses_a_terminal(monkeypatch, tmp_path):
+    import types
+
+    from priorsep.cli import separating
+
+    fake_stdout = types.SimpleNamespace(isatty=lambda: True)
+    monkeypatch.setattr(separating, "sys", types.SimpleNamespace(stdout=fake_stdout))
+    result = runner.invoke(app, ["separate", "x.wav", "--stdout", "sine"])
+    assert result.exit_code == 2 and "redirect it" in result.output
 
 
 def test_installed_executable_trains_and_reports_errors(tmp_path):

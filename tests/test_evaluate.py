@@ -319,7 +319,7 @@ def test_musdb_reader_rejects_a_broken_tree(tmp_path):
         MusdbWav(tmp_path, "test")
     with pytest.raises(UsageError, match="not in the musdb dataset"):
         HeldOutData("musdb", tmp_path, ("sine",), 16000)
-    with pytest.raises(UsageError, match="needs --root"):
+    with pytest.raises(UsageError, match="root is needed by the folder dataset"):
         HeldOutData("folder", None, ("sine",), 16000)
 
 
@@ -386,7 +386,7 @@ def test_cli_writes_the_report_folder(models, tmp_path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["--sections", "cross,bogus"], 2, "unknown section"),
-    (["--dataset", "musdb"], 2, "needs --root"),
+    (["--dataset", "musdb"], 2, "--root: is needed by the musdb dataset"),
     (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),
     (["--steps", "-3"], 2, "--steps"),
 ])

@@ -1,5 +1,5 @@
 """`python -m priorsep` runs the command-line interface."""
 
-from priorsep.cli import main
+from priorsep.console import main
 
 main()

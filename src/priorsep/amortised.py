@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from priorsep.config import PosteriorConfig, TrainConfig, from_dict
+from priorsep.config import FieldError, PosteriorConfig, TrainConfig, from_dict
 from priorsep.errors import ModelFormatError, UsageError
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.prior import SourcePriors
@@ -162,7 +162,7 @@ def train_posterior(
     model_config = priors.config
     multiple = math.lcm(model_config.frame_multiple, posterior_config.frame)
     if train_config.frame_length % multiple:
-        raise UsageError(f"--frame-length must be a multiple of {multiple}")
+        raise FieldError("frame_length", f"must be a multiple of {multiple}")
     rank, world = distributed_rank()
     device = rank_device(device, world)
     checkpoint_path = fresh_checkpoint_path(out_dir, resume)

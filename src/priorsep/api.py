@@ -71,7 +71,7 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
                 raise ModelFormatError(f"{resolved.model_id}: {error}") from None
         if encoder is None:
             raise UsageError(f"{resolved.model_id} has no amortised posterior; train one with "
-                             "`priorsep train-posterior`, or use --method langevin")
+                             "`priorsep train-posterior`, or separate with the langevin method")
     settings = SeparationSettings()
     if resolved.folder is not None:
         try:

@@ -7,10 +7,49 @@ ignoring nothing silently: unknown keys are an error so that a newer format is n
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from priorsep.errors import UsageError
+
 T = TypeVar("T")
+
+
+class FieldError(UsageError, ValueError):
+    """A configuration field (or argument) holds a value it cannot take; `field` names it, so
+    a front end can name its own option for it (the CLI's `--batch-size` for `batch_size`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field = field
+        self.message = message
+
+
+def check_counts(config: Any, minimum: int, *names: str) -> None:
+    """Each named integer field is at least `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise FieldError(name, f"must be a whole number of at least {minimum}, got {value!r}")
+
+
+def check_finite(config: Any, low: float, high: float, *names: str,
+                 low_open: bool = False) -> None:
+    """Each named number is finite and in [low, high] (or (low, high] with `low_open`)."""
+    for name in names:
+        value = getattr(config, name)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise FieldError(name, f"must be a number, got {value!r}") from None
+        below = number <= low if low_open else number < low
+        if not math.isfinite(number) or below or number > high:
+            if math.isinf(high):
+                wanted = f"{'above' if low_open else 'at least'} {low:g}"
+            else:
+                wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+            raise FieldError(name, f"must be a finite number {wanted}, got {value!r}")
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
@@ -201,7 +240,7 @@ class ModelConfig:
         if not self.sources or len(set(self.sources)) != len(self.sources):
             raise ValueError("sources must be a non-empty list of distinct names")
         if self.sample_rate <= 0:
-            raise ValueError("sample_rate must be positive")
+            raise FieldError("sample_rate", f"must be positive, got {self.sample_rate!r}")
         names = [name for name, cls in ARCHITECTURES.items()
                  if isinstance(self.architecture, cls)]
         if not names:
@@ -258,14 +297,15 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be at least 1")
-        if not 0 <= self.sigma_min <= self.sigma_max:
-            raise ValueError("need 0 <= sigma_min <= sigma_max")
-        if self.lr <= 0:
-            raise ValueError("lr must be positive")
-        if self.score_weight < 0:
-            raise ValueError("score_weight must be non-negative")
+        check_counts(self, 1, "steps", "batch_size", "frame_length", "checkpoint_every")
+        check_counts(self, 0, "lr_decay_times", "eval_every", "seed")
+        check_finite(self, 0.0, math.inf, "lr", low_open=True)
+        check_finite(self, 0.0, 1.0, "lr_decay", low_open=True)
+        check_finite(self, 0.0, 1.0, "clean_fraction")
+        check_finite(self, 0.0, math.inf, "grad_clip", "sigma_min", "sigma_max", "score_weight")
+        if self.sigma_min > self.sigma_max:
+            raise FieldError("sigma_min", f"({self.sigma_min:g}) must not exceed sigma_max "
+                                          f"({self.sigma_max:g})")
 
 
 @dataclass(frozen=True)

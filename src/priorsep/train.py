@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from priorsep.config import ModelConfig, TrainConfig
-from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
+from priorsep.config import FieldError, ModelConfig, TrainConfig
+from priorsep.errors import CheckpointError, TrainingDiverged, TrainingInterrupted, UsageError
 from priorsep.files import atomic_write
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.registry import build_priors
@@ -163,6 +163,8 @@ def optimise(
 
     Raises:
         TrainingInterrupted: after Ctrl-C, once the checkpoint is written.
+        TrainingDiverged: the loss or the weights became NaN or infinite (nothing of them is
+            saved).
     """
     identity = {key: dataclasses.asdict(config) for key, config in identity.items()}
     parameters = [p for p in module.parameters() if p.requires_grad]
@@ -186,6 +188,9 @@ def optimise(
     model = DistributedDataParallel(module) if world > 1 else module
 
     def save_checkpoint() -> None:
+        if not all(bool(torch.isfinite(p.detach()).all()) for p in parameters):
+            raise TrainingDiverged(f"the weights became NaN or infinite by step {step}; the "
+                                   "checkpoint before it is kept; lower the learning rate")
         states = _gather(generator.get_state(), world)
         if rank == 0:
             state = {
@@ -209,6 +214,11 @@ def optimise(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss, n_samples = batch_loss(model, generator)
+            if not all(_gather(bool(torch.isfinite(loss.detach()).all()), world)):
+                raise TrainingDiverged(
+                    f"the training loss became {loss.item():g} at step {step + 1}; nothing of "
+                    f"this run after step {step} is saved; lower the learning rate "
+                    f"(it is {lr:g})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if train_config.grad_clip > 0:
@@ -281,6 +291,8 @@ def train(
 
     Raises:
         TrainingInterrupted: after Ctrl-C, once the checkpoint is written.
+        TrainingDiverged: the loss or the weights became NaN or infinite (nothing of them is
+            saved).
     """
     out_dir = Path(out_dir)
     if train_config.sigma_max > 0:
@@ -293,7 +305,8 @@ def train(
     if tuple(data.sources) != model_config.sources:
         raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
     if train_config.frame_length % model_config.frame_multiple:
-        raise UsageError(f"--frame-length must be a multiple of {model_config.frame_multiple}")
+        raise FieldError("frame_length",
+                         f"must be a multiple of {model_config.frame_multiple}")
     if train_config.score_weight > 0 and world > 1:
         raise UsageError("score matching differentiates the gradient, which DDP does not "
                          "support: train with one process")

@@ -60,7 +60,7 @@ def reports_errors(command):
             return command(*args, **kwargs)
         except PriorsepError as error:
             label = "stopped" if isinstance(error, TrainingInterrupted) else "[red]error[/red]"
-            console.print(f"{label}: {error}", highlight=False, soft_wrap=True)
+            console.print(f"{label}: {option_error(error)}", highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except (typer.Exit, typer.Abort, CLICK_EXCEPTION):
             raise
@@ -76,6 +76,25 @@ def reports_errors(command):
             raise typer.Exit(70) from None
 
     return wrapper
+
+
+def option_error(error: Exception, flags: dict[str, str] | None = None,
+                 settable: bool = False) -> PriorsepError:
+    """A core configuration error as a usage error that names the command's option.
+
+    Args:
+        flags: field -> option where they are not `--field-with-dashes`.
+        settable: fields without an option of their own are set with `--set FIELD=VALUE`.
+    """
+    from priorsep.config import FieldError
+    from priorsep.errors import UsageError
+
+    if not isinstance(error, FieldError):
+        return error if isinstance(error, PriorsepError) else UsageError(str(error))
+    flags = flags or {}
+    option = flags.get(error.field) or (f"--set {error.field}" if settable
+                                        else "--" + error.field.replace("_", "-"))
+    return UsageError(f"{option}: {error.message}")
 
 
 def notice(message: str) -> None:

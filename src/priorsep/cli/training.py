@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -28,11 +29,18 @@ from priorsep.cli.app import (
     app,
     console,
     notice,
+    option_error,
     reports_errors,
 )
-from priorsep.config import FlowConfig, ScoreConfig
+from priorsep.config import FieldError, FlowConfig, ScoreConfig
 from priorsep.errors import UsageError
-from priorsep.nn.registry import build_priors
+
+TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
+    "steps", "batch_size", "frame_length", "lr", "lr_decay", "lr_decay_times",
+    "checkpoint_every", "eval_every", "seed", "sigma_min", "sigma_max", "clean_fraction",
+    "score_weight", "sample_rate", "n_blocks", "early_squeezes", "n_flows", "n_layers",
+    "cond_channels", "permutation", "frame_transform", "front_end")}
+"""Fields that the training commands set with an option of their own."""
 
 
 def parse_fields(items: list[str]) -> dict:
@@ -121,7 +129,6 @@ def train(
 
     if prior not in ("flowavenet", "score"):
         raise UsageError(f"--prior {prior}: choose flowavenet or score")
-    data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
     fields = parse_fields(set_fields or [])
     architecture_class = ScoreConfig if prior == "score" else FlowConfig
     known = {field.name for field in dataclasses.fields(architecture_class)}
@@ -141,14 +148,19 @@ def train(
                 "cond_channels": cond_channels, "permutation": permutation,
                 "frame_transform": frame_transform, **fields})
             noise = {}
-        model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
-                                   architecture=architecture, grouped=grouped)
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    checkpoint_every=checkpoint_every, eval_every=eval_every,
                                    seed=seed, **noise)
+        ModelConfig(sample_rate=sample_rate, architecture=architecture)  # checks the rate
     except (ValueError, TypeError) as error:
-        raise typer.BadParameter(str(error)) from None
+        raise option_error(error, {**TRAIN_FLAGS, "residual_channels": "--width",
+                                   "skip_channels": "--width"}, settable=True) from None
+    data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
+    model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
+                               architecture=architecture, grouped=grouped)
+    from priorsep.nn.registry import build_priors
+
     family = build_priors(model_config)
     units = ({} if family.has_log_prob else
              {"loss_name": "denoising loss", "loss_unit": "(EDM-weighted)"})
@@ -205,13 +217,6 @@ def finetune_noise(
     from priorsep.train import finetune_levels
     from priorsep.train import train as run_training
 
-    priors, base_info = load_pretrained(model, notify=notice)
-    if not isinstance(priors, SourcePriors):
-        raise UsageError("finetune-noise needs one model, not a combination of several")
-    config = priors.config
-    data, validation, info = training_data(
-        dataset, root, ",".join(config.sources) if dataset == "folder" else None,
-        config.sample_rate, frame_length)
     try:
         levels = [float(v) for v in sigmas.split(",")] if sigmas else None
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
@@ -221,15 +226,24 @@ def finetune_noise(
                                    checkpoint_every=checkpoint_every, eval_every=eval_every,
                                    seed=seed)
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        if sigmas and not isinstance(error, FieldError):
+            raise UsageError(f"--sigmas {sigmas}: expected comma-separated numbers") from None
+        raise option_error(error, TRAIN_FLAGS) from None
+    if levels and any(not math.isfinite(level) or level <= 0 for level in levels):
+        raise UsageError("--sigmas must be positive finite numbers")
+    priors, base_info = load_pretrained(model, notify=notice)
+    if not isinstance(priors, SourcePriors):
+        raise UsageError("finetune-noise needs one model, not a combination of several")
+    config = priors.config
+    data, validation, info = training_data(
+        dataset, root, ",".join(config.sources) if dataset == "folder" else None,
+        config.sample_rate, frame_length)
     info["training"]["fine-tuned from"] = str(model)
     if "training" in base_info:
         info["base training"] = base_info["training"]
     options = dict(resume=resume, device=resolve_device(device), validation=validation,
                    info=info)
     if levels:
-        if any(level <= 0 for level in levels):
-            raise typer.BadParameter("--sigmas must be positive")
         with TrainReporter(steps * len(levels), quiet, checkpoint_every, config.sources) as rep:
             offset = {"steps": 0}
 
@@ -289,11 +303,6 @@ def train_posterior_command(
     from priorsep.devices import resolve_device
     from priorsep.separation.mixing import Mixing
 
-    priors, priors_info = load_pretrained(model, notify=notice)
-    config = priors.config
-    data, validation, info = mix_training_data(dataset, root, config.sources,
-                                               config.sample_rate, Mixing.from_config(config),
-                                               frame_length)
     try:
         posterior_config = PosteriorConfig(squeezes=squeezes, n_layers=layers,
                                            residual_channels=width, skip_channels=width,
@@ -302,7 +311,13 @@ def train_posterior_command(
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    checkpoint_every=checkpoint_every, seed=seed)
     except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+        raise option_error(error, {**TRAIN_FLAGS, "n_layers": "--layers",
+                                   "residual_channels": "--width"}) from None
+    priors, priors_info = load_pretrained(model, notify=notice)
+    config = priors.config
+    data, validation, info = mix_training_data(dataset, root, config.sources,
+                                               config.sample_rate, Mixing.from_config(config),
+                                               frame_length)
     info["training"]["priors"] = str(model)
     with TrainReporter(steps, quiet, checkpoint_every, config.sources,
                        loss_name="-ELBO") as reporter:

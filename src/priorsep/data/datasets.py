@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from priorsep.config import FieldError
 from priorsep.data.folders import FolderMixes, FolderSources
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import UsageError
@@ -24,7 +25,7 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
     """
     if name == "toy":
         if sources is not None:
-            raise UsageError("--sources applies to --dataset folder only")
+            raise FieldError("sources", "applies to the folder dataset only")
         split = ToyDataset("validation", VALIDATION_EXAMPLES, sample_rate,
                            duration=frame_length / sample_rate)
         validation = split.batch(range(VALIDATION_EXAMPLES))
@@ -32,7 +33,7 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
         return ToySources(sample_rate), validation, info
     if name == "folder":
         if root is None:
-            raise UsageError("--dataset folder needs --root ROOT (ROOT/<source>/*.wav)")
+            raise FieldError("root", "is needed by the folder dataset (ROOT/<source>/*.wav)")
         names = tuple(s.strip() for s in sources.split(",")) if sources else None
         data = FolderSources(root, sample_rate, names)
         generator = torch.Generator().manual_seed(VALIDATION_SEED)
@@ -53,7 +54,8 @@ def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sa
 
     if name == "mixes":
         if root is None:
-            raise UsageError("--dataset mixes needs --root ROOT (a folder of mix recordings)")
+            raise FieldError("root", "is needed by the mixes dataset (a folder of mix "
+                             "recordings)")
         data = FolderMixes(root, sample_rate)
         validation = data.sample_mixes(torch.Generator().manual_seed(VALIDATION_SEED),
                                        VALIDATION_EXAMPLES, frame_length)

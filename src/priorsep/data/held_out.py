@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from priorsep.config import FieldError
 from priorsep.data.folders import FolderSources
 from priorsep.data.musdb import STEMS, MusdbWav
 from priorsep.data.toy import SOURCES as TOY_SOURCES
@@ -45,12 +46,12 @@ class HeldOutData:
             raise UsageError(f"unknown dataset {self.name!r}; use {', '.join(DATASETS)}")
         if self.name == "toy":
             if self.root is not None:
-                raise UsageError("--root applies to --dataset musdb or folder only")
+                raise FieldError("root", "applies to the musdb and folder datasets only")
             self._check_names(TOY_SOURCES)
         elif self.root is None:
             layout = ("ROOT/test/<track>/<stem>.wav" if self.name == "musdb"
                       else "ROOT/<source>/*.wav")
-            raise UsageError(f"--dataset {self.name} needs --root ROOT ({layout})")
+            raise FieldError("root", f"is needed by the {self.name} dataset ({layout})")
         elif self.name == "musdb":
             self._check_names(STEMS)
 
