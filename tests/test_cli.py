@@ -171,7 +171,8 @@ def test_finetune_noise_continuous_and_per_level(tmp_path):
     result = runner.invoke(app, ["finetune-noise", clean, "--out", str(tmp_path / "levels"),
                                  "--sigmas", "0.1,0.3", *finetune_tiny])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "levels").iterdir()) == ["sigma-0.1", "sigma-0.3"]
+    assert sorted(p.name for p in (tmp_path / "levels").iterdir()) == [
+        "levels.json", "sigma-0.1", "sigma-0.3"]
     for level in (0.1, 0.3):
         folder = tmp_path / "levels" / f"sigma-{level:g}"
         model = json.loads((folder / "config.json").read_text())["model"]
@@ -182,3 +183,30 @@ def test_finetune_noise_continuous_and_per_level(tmp_path):
     weights = [load_file(tmp_path / "levels" / f"sigma-{v}" / "model.safetensors")
                for v in ("0.1", "0.3")]
     assert any(not (weights[0][k] == weights[1][k]).all() for k in weights[0])
+    # the level folder is a model id of its own: separate, export and separate the export
+    mix = tmp_path / "mix.wav"
+    soundfile.write(mix, np.random.default_rng(0).uniform(-0.3, 0.3, 800), 16000)
+    for model in ("levels", "exported"):
+        if model == "exported":
+            result = runner.invoke(app, ["export", str(tmp_path / "levels"),
+                                         str(tmp_path / "exported"), "--quiet"])
+            assert result.exit_code == 0, result.output
+            assert (tmp_path / "exported" / "levels.json").is_file()
+        result = runner.invoke(app, ["separate", str(mix), "-o", str(tmp_path / f"out-{model}"),
+                                     "--model", str(tmp_path / model), "--steps", "4", "-q"])
+        assert result.exit_code == 0, result.output
+        assert len(list((tmp_path / f"out-{model}" / "mix").iterdir())) == 4
+
+
+def test_ctrl_c_while_starting_up_is_one_line():
+    """SIGINT while torch is still importing: exit 130, "interrupted", no traceback."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "priorsep", "separate", "x.wav", "-o",
+                                "out"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.4)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert "Traceback" not in stderr.decode() and "interrupted" in stderr.decode()

@@ -279,6 +279,42 @@ def test_hub_repo_with_one_subfolder_per_source(hub, tmp_path, monkeypatch):
     assert same_weights(load_priors("owner/band").parts[1], load_model(bass))
 
 
+def test_per_level_models_resolve_locally_and_from_the_hub(hub, tmp_path, monkeypatch):
+    """A folder of sigma-<value>/ models (with levels.json, or without as older versions wrote
+    it) loads as per-level priors: each call uses the level nearest to its noise level; the
+    same folder published on the Hub resolves the same way, offline afterwards too."""
+    from priorsep.nn.levels import NearestLevelPriors
+    from priorsep.storage import write_levels
+
+    levels = tmp_path / "levels"
+    low = tiny_model(levels / "sigma-0.01", seed=1)
+    high = tiny_model(levels / "sigma-0.3", seed=2)
+    for manifest in (False, True):
+        if manifest:
+            write_levels(levels, [0.01, 0.3])
+        resolved = resolve_model(str(levels))
+        assert (resolved.kind, resolved.levels, resolved.sources) == ("levels", (0.01, 0.3),
+                                                                      ("a", "b"))
+        priors = load_priors(str(levels))
+        assert isinstance(priors, NearestLevelPriors)
+        sources = torch.randn(2, 2, 256) * 0.3
+        assert torch.equal(priors.log_prob(sources, 0.02),
+                           load_model(low).log_prob(sources, 0.01))
+        assert torch.equal(priors.log_prob(sources, 0.2), load_model(high).log_prob(sources, 0.3))
+    files = {f"{folder.name}/{path.name}": path.read_bytes()
+             for folder in (low, high) for path in folder.iterdir()}
+    commit = hub.publish("owner/levels", {**files,
+                                          "levels.json": (levels / "levels.json").read_bytes()})
+    resolved = resolve_model("owner/levels")
+    assert (resolved.kind, resolved.commit, resolved.levels) == ("levels", commit, (0.01, 0.3))
+    hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    priors = load_priors("owner/levels")
+    assert same_weights(priors.levels[1], load_model(high))
+    with pytest.raises(UsageError, match="per-level"):
+        resolve_model(f"{tiny_model(tmp_path / 'other', ('c',))},{levels}")
+
+
 # command line
 
 

@@ -57,10 +57,12 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
     of a model id; `with_posterior` makes a missing encoder an error."""
     from priorsep import hub
     from priorsep.amortised import load_posterior
-    from priorsep.storage import read_config
+    from priorsep.storage import CONFIG_NAME, SEPARATION_NAME, read_config
 
     resolved = hub.resolve_model(str(model), notify=notify)
-    info = read_config(resolved.folder)[1] if resolved.folder is not None else {}
+    home = resolved.folder or resolved.top  # a per-level model keeps its settings at the top
+    info = (read_config(home)[1] if home is not None and (home / CONFIG_NAME).is_file()
+            else {})
     priors = hub.load_resolved(resolved, device)
     encoder = None
     if with_posterior:
@@ -73,9 +75,12 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
             raise UsageError(f"{resolved.model_id} has no amortised posterior; train one with "
                              "`priorsep train-posterior`, or separate with the langevin method")
     settings = SeparationSettings()
-    if resolved.folder is not None:
+    if resolved.levels and not any((home / name).is_file()
+                                   for name in (CONFIG_NAME, SEPARATION_NAME)):
+        home = resolved.parts[0].folder  # the settings stored with the lowest level
+    if home is not None:
         try:
-            settings = read_separation(resolved.folder)
+            settings = read_separation(home)
         except ModelFormatError as error:
             raise ModelFormatError(f"{resolved.model_id}: {error}") from None
     return priors, info, encoder, settings

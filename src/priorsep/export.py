@@ -34,6 +34,7 @@ from priorsep.storage import (
     load_model,
     read_config,
     read_separation,
+    write_levels,
 )
 
 TAGS = ("audio", "source-separation", "priorsep")
@@ -77,6 +78,19 @@ def export_model(model_id: str, out_dir: str | os.PathLike, *, license: str = "m
     if resolved.folder is not None:
         config, info = _copy_model(resolved.folder, out)
         card = model_card(config, info, title=title, repo_id=repo_id, **front)
+    elif resolved.levels:
+        for sigma, part in zip(resolved.levels, resolved.parts, strict=True):
+            config, info = _copy_model(part.folder, out / f"sigma-{sigma:g}")
+            atomic_write_text(out / f"sigma-{sigma:g}" / CARD_NAME,
+                              model_card(config, info, title=f"{title}: sigma = {sigma:g}",
+                                         repo_id=None, **front))
+        write_levels(out, list(resolved.levels))
+        if resolved.top is not None and (resolved.top / SEPARATION_NAME).is_file():
+            shutil.copyfile(resolved.top / SEPARATION_NAME, out / SEPARATION_NAME)
+        levels = ", ".join(f"{sigma:g}" for sigma in resolved.levels)
+        card = model_card(resolved.config, {}, title=title, repo_id=repo_id, **front) + (
+            f"\nOne model per noise level (sigma = {levels}) in `sigma-<level>/`, listed in "
+            "`levels.json`; separation uses the level nearest to each step's noise level.\n")
     else:
         sections = []
         bag: dict[str, str] = {}

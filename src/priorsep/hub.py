@@ -3,7 +3,8 @@
 A model id is one of
 - a bundled name (`toy`, the default): a folder shipped in `priorsep/weights/`; never networked;
 - a local path: a model folder (config.json + model.safetensors + README.md), a bag folder
-  (holding `sources.json`) or a bag file (`*.json`);
+  (holding `sources.json`), a bag file (`*.json`), or a per-level folder (no config.json, but
+  `levels.json` or `sigma-<value>/` model folders, as `finetune-noise --sigmas` writes);
 - a Hub repo `owner/name` or `owner/name@revision` (branch, tag or commit), downloaded with
   `huggingface_hub` into its standard cache and read from there afterwards;
 - a comma-separated list of ids, whose sources are gathered into one set of priors.
@@ -48,8 +49,17 @@ from priorsep.hub_client import (
     Notify,
     hub_settings,
 )
+from priorsep.nn.levels import NearestLevelPriors, PriorLevel
 from priorsep.nn.prior import CombinedPriors, SourcePriors, SourceRef, combine_configs
-from priorsep.storage import CONFIG_NAME, POSTERIOR_NAME, load_model, read_config
+from priorsep.storage import (
+    CONFIG_NAME,
+    LEVELS_NAME,
+    POSTERIOR_NAME,
+    level_folders,
+    load_model,
+    read_config,
+    read_levels,
+)
 
 __all__ = ["BAG_NAME", "DEFAULT_MODEL", "HubSettings", "ModelEntry", "ResolvedModel",
            "bundled_names", "hub_settings", "list_models", "load_priors", "load_resolved",
@@ -70,12 +80,13 @@ class ResolvedModel:
     """Where the files of a model id are on disk, and what they hold.
 
     A single model has a `folder`; a combination has `parts` (each a single model, loaded once)
-    and a `selection` saying which source of which part is each of its sources.
+    and a `selection` saying which source of which part is each of its sources; a per-level
+    model has one part per noise level in `levels`.
     """
 
     model_id: str
     kind: str
-    """"bundled", "local", "hub" or "composite"."""
+    """"bundled", "local", "hub", "composite" or "levels"."""
     config: ModelConfig
     """The model's configuration; for a combination, the combined one (`combine_configs`)."""
     folder: Path | None = None
@@ -85,6 +96,10 @@ class ResolvedModel:
     """Hub models: the commit that revision resolved to."""
     parts: tuple[ResolvedModel, ...] = ()
     selection: tuple[SourceRef, ...] = ()
+    levels: tuple[float, ...] = ()
+    """Per-level models: the noise level of each part (one model per level)."""
+    top: Path | None = None
+    """Per-level models: the folder holding the levels (and maybe separation.json)."""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -95,6 +110,8 @@ class ResolvedModel:
         """The model folder each source comes from."""
         if self.folder is not None:
             return dict.fromkeys(self.sources, self.folder)
+        if self.levels:
+            return dict.fromkeys(self.sources, self.top)
         return {ref.name: self.parts[ref.part].folder for ref in self.selection}
 
     def choices(self) -> list[tuple[str, ResolvedModel, str]]:
@@ -163,6 +180,10 @@ def load_resolved(resolved: ResolvedModel,
         if resolved.folder is not None:
             return load_model(resolved.folder, device)
         parts = [load_model(part.folder, device) for part in resolved.parts]
+        if resolved.levels:
+            return NearestLevelPriors([PriorLevel(sigma, part) for sigma, part
+                                       in zip(resolved.levels, parts, strict=True)]
+                                      ).to(device).eval()
     except ModelFormatError as error:
         raise type(error)(f"{resolved.model_id}: {error}") from None
     return CombinedPriors(parts, resolved.selection).to(device).eval()
@@ -237,8 +258,37 @@ class _Resolver:
             return ResolvedModel(model_id, "local", config, folder=path.resolve())
         if (path / BAG_NAME).is_file():
             return self._bag(path / BAG_NAME, model_id, path, depth)
+        if (path / LEVELS_NAME).is_file():
+            return self._levels(path / LEVELS_NAME, model_id, path, depth)
+        found = level_folders(path)
+        if found:
+            picks = [(sigma, self.resolve(str(folder), path, depth + 1)) for sigma, folder in found]
+            return self._level_model(model_id, picks, top=path.resolve())
         raise ModelFormatError(f"{path}: has neither {CONFIG_NAME} nor {BAG_NAME}, so it is not "
-                               "a priorsep model folder")
+                               f"a priorsep model folder (nor {LEVELS_NAME} or sigma-*/ levels)")
+
+    # per-level models
+
+    def _levels(self, path: Path, model_id: str, base: Path | _HubBase, depth: int,
+                **hub_fields: str) -> ResolvedModel:
+        picks = [(sigma, self.resolve(value, base, depth + 1))
+                 for sigma, value in read_levels(path)]
+        return self._level_model(model_id, picks, top=path.parent, **hub_fields)
+
+    def _level_model(self, model_id: str, picks: list[tuple[float, ResolvedModel]],
+                     top: Path, **hub_fields: str) -> ResolvedModel:
+        first = picks[0][1].config
+        for sigma, resolved in picks:
+            if resolved.folder is None:
+                raise UsageError(f"{model_id}: the level sigma = {sigma:g} is not one model "
+                                 "folder")
+            config = resolved.config
+            if (config.sources, config.sample_rate, config.mixing, config.gains) != (
+                    first.sources, first.sample_rate, first.mixing, first.gains):
+                raise UsageError(f"{model_id}: the level models differ in sources, sample rate "
+                                 "or mixing")
+        return ResolvedModel(model_id, "levels", first, parts=tuple(p for _, p in picks),
+                             levels=tuple(sigma for sigma, _ in picks), top=top, **hub_fields)
 
     # combinations
 
@@ -263,6 +313,10 @@ class _Resolver:
         parts: list[ResolvedModel] = []
         selection: list[SourceRef] = []
         for name, resolved in picks:
+            if resolved.levels:
+                raise UsageError(f"cannot combine {model_id}: {resolved.model_id} is a per-level "
+                                 "model (one model per noise level), which a combination "
+                                 "cannot hold")
             choices = resolved.choices()
             if name is not None:
                 named = [choice for choice in choices if choice[0] == name]
@@ -330,8 +384,10 @@ class _Resolver:
         if online and revision != commit:
             client.remember_ref(repo_id, revision, commit)
         fields = {"revision": revision_asked or revision, "commit": commit}
-        if layout == "bag":
+        if layout in ("bag", "levels"):
             base = _HubBase(repo_id, revision_asked or revision, commit, prefix)
+            if layout == "levels":
+                return self._levels(folder / LEVELS_NAME, label, base, depth, **fields)
             return self._bag(folder / BAG_NAME, label, base, depth, **fields)
         try:
             config, _ = read_config(folder)

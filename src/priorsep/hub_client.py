@@ -50,6 +50,7 @@ from priorsep.files import atomic_write_text
 from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
+    LEVELS_NAME,
     POSTERIOR_NAME,
     SEPARATION_NAME,
     WEIGHTS_NAME,
@@ -58,7 +59,7 @@ from priorsep.storage import (
 BAG_NAME = "sources.json"
 """A folder holding this file (and no config.json) is a bag of per-source models."""
 LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, SEPARATION_NAME),
-           "bag": (BAG_NAME,)}
+           "bag": (BAG_NAME,), "levels": (LEVELS_NAME,)}
 """The files of each kind of folder; the first one tells the kind."""
 OPTIONAL = (CARD_NAME, POSTERIOR_NAME, SEPARATION_NAME)
 """Files a model folder may lack: the card, and the amortised posterior."""
@@ -194,8 +195,8 @@ class HubClient:
                                      "header); check HF_ENDPOINT")
             return layout, metadata.commit_hash
         where = f" in {prefix.rstrip('/')}" if prefix else ""
-        raise ModelNotFoundError(f"{label} has neither {CONFIG_NAME} nor {BAG_NAME}{where}, so "
-                                 "it is not a priorsep model")
+        raise ModelNotFoundError(f"{label} has no {CONFIG_NAME}, {BAG_NAME} or {LEVELS_NAME}"
+                                 f"{where}, so it is not a priorsep model")
 
     def cached_layout(self, repo_id: str, revision: str, prefix: str) -> tuple[str, str] | None:
         """(layout, commit) of a folder the cache holds for `revision`, or None."""

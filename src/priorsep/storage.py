@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,10 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 SEPARATION_NAME = "separation.json"
 """Optional: the tuned sampler settings (see `SeparationSettings`)."""
+LEVELS_NAME = "levels.json"
+"""A per-level model: {"levels": {"<sigma>": "./sigma-<sigma>", ...}}, one model folder per
+noise level (`priorsep finetune-noise --sigmas`)."""
+LEVEL_FOLDER = re.compile(r"sigma-(?P<sigma>[0-9.eE+-]+)")
 POSTERIOR_NAME = "posterior.safetensors"
 """Optional: the amortised posterior encoder (see `priorsep.amortised`)."""
 def model_card(config: ModelConfig, info: dict[str, Any],
@@ -233,3 +239,39 @@ def write_separation(folder: str | os.PathLike, settings: SeparationSettings,
         values["measured"] = measured
     atomic_write_text(Path(folder) / SEPARATION_NAME, json.dumps(values, indent=2) + "\n")
 
+
+
+def level_folders(path: str | os.PathLike) -> list[tuple[float, Path]]:
+    """(sigma, folder) of every `sigma-<value>/` model folder under `path`, lowest first."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    found = []
+    for child in path.iterdir():
+        match = LEVEL_FOLDER.fullmatch(child.name)
+        if match and (child / CONFIG_NAME).is_file():
+            try:
+                found.append((float(match["sigma"]), child))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def read_levels(path: str | os.PathLike) -> list[tuple[float, str]]:
+    """(sigma, model id relative to the folder) of a `levels.json` manifest, lowest first."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        levels = sorted((float(sigma), str(value)) for sigma, value in raw["levels"].items())
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelFormatError(f"{path}: not a levels manifest "
+                               f'{{"levels": {{"<sigma>": "./sigma-<sigma>"}}}} ({error})'
+                               ) from None
+    if not levels or any(sigma <= 0 or not math.isfinite(sigma) for sigma, _ in levels):
+        raise ModelFormatError(f"{path}: needs one or more positive noise levels")
+    return levels
+
+
+def write_levels(folder: str | os.PathLike, sigmas: list[float]) -> None:
+    """The `levels.json` manifest of the `sigma-<value>/` folders in `folder`."""
+    values = {f"{sigma:g}": f"./sigma-{sigma:g}" for sigma in sorted(sigmas)}
+    atomic_write_text(Path(folder) / LEVELS_NAME, json.dumps({"levels": values}, indent=2) + "\n")

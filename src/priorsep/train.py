@@ -29,7 +29,7 @@ from priorsep.errors import CheckpointError, TrainingDiverged, TrainingInterrupt
 from priorsep.files import atomic_write
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.registry import build_priors
-from priorsep.storage import save_model
+from priorsep.storage import save_model, write_levels
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -403,4 +403,5 @@ def finetune_levels(
                         resume=level_resume, **kwargs)
         (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
         state = trained.state_dict()
+    write_levels(out_dir, list(sigmas))
     return folders

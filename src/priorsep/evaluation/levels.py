@@ -15,80 +15,22 @@ a clean model at the top, the lowest level (the report says so).
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from priorsep.errors import UsageError
-from priorsep.nn.interface import SourcePrior
+from priorsep.nn.levels import NearestLevelPriors, PriorLevel
 from priorsep.nn.prior import CombinedPriors, SourcePriors
-from priorsep.storage import SeparationSettings, read_separation
+from priorsep.storage import SeparationSettings, level_folders, read_separation
 
 THESIS_SIGMAS: tuple[float, ...] = (0.01, 0.027, 0.077, 0.129, 0.359)
 """The noise levels of the thesis and of BASIS' fine-tuning."""
-_LEVEL_FOLDER = re.compile(r"sigma-(?P<sigma>[0-9.eE+-]+)")
 
 Priors = SourcePriors | CombinedPriors
-
-
-@dataclass
-class PriorLevel:
-    """One noise level: the priors that model data noised at `sigma`, given `sigma` as input."""
-
-    sigma: float
-    priors: Priors
-
-
-class NearestLevelPriors(SourcePrior):
-    """Per-level priors behind one interface: each call uses the level nearest in log sigma.
-
-    This is how BASIS runs annealed Langevin dynamics with one fine-tuned model per level.
-
-    Args:
-        levels: the levels, each with its own priors (same sources and sample rate).
-    """
-
-    def __init__(self, levels: list[PriorLevel]) -> None:
-        super().__init__(levels[0].priors.config)
-        self.sigmas = [level.sigma for level in levels]
-        self.levels = nn.ModuleList(level.priors for level in levels)
-        self.has_log_prob = all(level.priors.has_log_prob for level in levels)
-
-    def _level(self, sigma) -> int:
-        values = torch.as_tensor(sigma).unique()
-        if values.numel() != 1:
-            raise ValueError("per-level priors take one noise level per call")
-        return self.nearest(float(values))
-
-    def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
-        """The score of the nearest level's priors, given that level's sigma."""
-        if self.has_log_prob:
-            return super().score(sources, sigma)
-        index = self._level(sigma)
-        return self.levels[index].score(sources, self.sigmas[index])
-
-    def nearest(self, sigma: float) -> int:
-        """Index of the level nearest to `sigma` in log sigma (sigma <= 0: the lowest)."""
-        if sigma <= 0:
-            return 0
-        return min(range(len(self.sigmas)),
-                   key=lambda i: abs(math.log(self.sigmas[i]) - math.log(sigma)))
-
-    def log_prob(self, sources: torch.Tensor, sigma: float | torch.Tensor = 0.0) -> torch.Tensor:
-        """(batch, n_sources, time) -> (batch, n_sources) nats, under the nearest level's priors
-        given that level's sigma. `sigma` must be one value (a float or a constant tensor)."""
-        index = self._level(sigma)
-        return self.levels[index].log_prob(sources, self.sigmas[index])
-
-    def forward(self, sources: torch.Tensor, sigma: float | torch.Tensor = 0.0) -> torch.Tensor:
-        """Same as `log_prob`."""
-        return self.log_prob(sources, sigma)
 
 
 @dataclass
@@ -140,21 +82,6 @@ class PriorsUnderTest:
             "parameters": sum(p.numel() for p in self.priors.parameters()),
             "notes": list(self.notes),
         }
-
-
-def level_folders(path: Path) -> list[tuple[float, Path]]:
-    """(sigma, folder) of every `sigma-<value>/` model folder under `path`, lowest first."""
-    if not path.is_dir():
-        return []
-    found = []
-    for child in path.iterdir():
-        match = _LEVEL_FOLDER.fullmatch(child.name)
-        if match and (child / "config.json").is_file():
-            try:
-                found.append((float(match["sigma"]), child))
-            except ValueError:
-                continue
-    return sorted(found)
 
 
 def load_priors_under_test(model_id: str, device: torch.device | str,
