@@ -388,6 +388,7 @@ def test_cli_writes_the_report_folder(models, tmp_path):
     (["--sections", "cross,bogus"], 2, "unknown section"),
     (["--dataset", "musdb"], 2, "--root: is needed by the musdb dataset"),
     (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),
+    (["--dataset", "musdb", "--root", "/nonexistent/musdb"], 4, "/nonexistent/musdb: no such"),
     (["--steps", "-3"], 2, "--steps"),
 ])
 def test_cli_errors_are_one_line(models, tmp_path, args, code, message):

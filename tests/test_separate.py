@@ -50,7 +50,7 @@ def test_stereo_stems_follow_their_own_channel(tmp_path, tiny_model):
                                  str(tmp_path / "phase.wav"), "-o", str(out), "--model",
                                  str(tiny_model), "--steps", "4", "--float32"])
     assert result.exit_code == 0, result.output
-    assert "song.wav: 100% (0.3/0.3 s)" in result.output  # progress lines off a terminal
+    assert "%" not in result.output  # short tracks: one line each, no progress lines
     stems = sorted((out / "song").iterdir())
     assert [p.name for p in stems] == ["sawtooth.wav", "sine.wav", "square.wav", "triangle.wav"]
     for stem in stems:
@@ -291,3 +291,65 @@ def test_progress_bar_renders_on_a_terminal(monkeypatch):
     assert "0.5/2.0 s" in screen.getvalue()
     with AudioProgress("song", quiet=True) as update:
         assert update is None
+    screen = io.StringIO()  # off a terminal: a line per tenth of a long track
+    plain = Console(file=screen, force_terminal=False)
+    monkeypatch.setattr(app_module, "console", plain)
+    monkeypatch.setattr(importlib.import_module("priorsep.cli.separating"), "console", plain)
+    with AudioProgress("long", quiet=False) as update:
+        for done in range(0, 61, 3):
+            update(float(done), 60.0)
+    lines = screen.getvalue().splitlines()
+    assert lines[0] == "long: 10% (6/60 s)" and lines[-1] == "long: 100% (60/60 s)"
+    assert len(lines) == 10
+
+
+def test_warning_when_every_stem_is_the_mix(monkeypatch):
+    import importlib
+
+    from rich.console import Console
+
+    from priorsep.cli import separating
+
+    screen = io.StringIO()
+    monkeypatch.setattr(importlib.import_module("priorsep.cli.separating"), "console",
+                        Console(file=screen, force_terminal=False, soft_wrap=True))
+    mix = torch.randn(2, 4000)
+    copies = {name: 0.25 * mix + 0.01 * torch.randn(2, 4000) for name in "abcd"}
+    separating.warn_if_nothing_separated("song.wav", "toy", mix, copies, quiet=False)
+    assert "model toy did not separate it" in screen.getvalue()
+    assert "docs/benchmarks.md" in screen.getvalue()
+    screen.truncate(0)
+    distinct = {name: torch.randn(2, 4000) for name in "abcd"}
+    separating.warn_if_nothing_separated("song.wav", "toy", mix, distinct, quiet=False)
+    separating.warn_if_nothing_separated("song.wav", "toy", mix, copies, quiet=True)
+    assert screen.getvalue().strip("\x00") == ""
+
+
+def test_hostile_inputs_through_the_installed_executable(tmp_path, tiny_model, stereo_mix):
+    """The installed `priorsep`: NaN audio beside a good file, a bad template, an output that
+    is a file, empty stdin, a bad training value: one line each, their exit codes, no
+    traceback, no half-written track, never 70."""
+    from tests.test_cli import executable
+
+    bad = tmp_path / "nan.wav"
+    data = np.full((800, 2), 0.1, dtype=np.float32)
+    data[5, 1] = np.nan
+    soundfile.write(bad, data, 16000, subtype="FLOAT")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    base = [*executable(), "separate", "--model", str(tiny_model), *FAST]
+    runs = [([*base, str(bad), str(stereo_mix), "-o", str(tmp_path / "out")], b"", 3),
+            ([*base, str(stereo_mix), "-o", str(tmp_path / "t"), "--filename", "{stem}.{x}"],
+             b"", 2),
+            ([*base, str(stereo_mix), "-o", str(blocker)], b"", 2),
+            ([*base, "-", "--stdout", "sine"], b"", 3),
+            ([*executable(), "train", "--out", str(tmp_path / "m"), "--lr", "inf"], b"", 2)]
+    for command, stdin, code in runs:
+        done = subprocess.run(command, input=stdin, capture_output=True, timeout=300)
+        stderr = done.stderr.decode()
+        assert done.returncode == code, (command, stderr)
+        assert "Traceback" not in stderr and "internal error" not in stderr
+        assert len([line for line in stderr.splitlines() if line.startswith("error:")]) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["song"]
+    assert len(list((tmp_path / "out" / "song").iterdir())) == 4
+    assert not (tmp_path / "t").exists()

@@ -91,7 +91,9 @@ def separate(
         help="Share of a segment overlapping the next, 0 to 0.5.")] = 0.125,
     batch_size: Annotated[int, typer.Option(help="Segments separated together.")] = 4,
     jobs: Annotated[int | None, typer.Option(
-        "--jobs", "-j", help="CPU threads for torch (default: torch's, one per core).")
+        "--jobs", "-j", help="CPU threads for torch (default: torch's, one per core). With "
+                             "another heavy job on the machine use fewer: 2 threads on 2 cores "
+                             "with one busy ran 2.3x slower than 1 (docs/benchmarks.md).")
     ] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -194,8 +196,8 @@ def separate(
         began = time.perf_counter()
         try:
             audio, rate = read_input(name, start, duration)
-            with AudioProgress(Path(name).name if name != "-" else "stdin", quiet,
-                               verbose) as progress:
+            with AudioProgress(Path(name).name if name != "-" else "stdin",
+                               quiet) as progress:
                 stems = separator.separate_audio(audio, rate, progress, mono=mono)
             if two_stems is not None:
                 rest = sum(stem for source, stem in stems.items() if source != two_stems)
@@ -217,8 +219,9 @@ def separate(
                 console.print(f"{name}: {seconds:.1f} s of audio in {spent:.1f} s "
                               f"(real-time factor {spent / max(seconds, 1e-9):.2f})",
                               highlight=False)
-            warn_if_nothing_separated(name, audio if not mono else audio.mean(0, keepdim=True),
-                                      stems, quiet)
+            if two_stems is None:
+                warn_if_nothing_separated(name, model, audio.mean(0, keepdim=True) if mono
+                                          else audio, stems, quiet)
         except PriorsepError as error:
             console.print(f"[red]error:[/red] {error}", highlight=False)
             failures.append(error)
@@ -279,8 +282,9 @@ def write_stems(paths: dict[str, Path], stems: dict, rate: int, output) -> None:
                                ) from None
 
 
-def warn_if_nothing_separated(name: str, audio, stems: dict, quiet: bool) -> None:
-    """A warning when every stem is (nearly) the mix itself: the priors did not separate."""
+def warn_if_nothing_separated(name: str, model: str, audio, stems: dict, quiet: bool) -> None:
+    """A warning when every stem is a close copy of the mix (correlation above 0.95): the
+    priors did not separate it, and a silent success would mislead."""
     if quiet or len(stems) < 2:
         return
     mix = audio.flatten().double()
@@ -291,28 +295,30 @@ def warn_if_nothing_separated(name: str, audio, stems: dict, quiet: bool) -> Non
         flat = stem.flatten().double()
         denominator = float(flat.norm() * mix.norm())
         correlations.append(float(flat @ mix) / denominator if denominator else 0.0)
-    if min(correlations) > 0.9:
-        console.print(f"[yellow]warning:[/yellow] {name}: every stem correlates "
-                      f"{min(correlations):.2f} or more with the mix: these priors did not "
-                      "separate it (see the README on how well separation works today)",
+    if min(correlations) > 0.95:
+        console.print(f"[yellow]warning:[/yellow] {name}: every stem is a close copy of the mix "
+                      f"(correlation {min(correlations):.2f} or more): model {model} did not "
+                      "separate it; see docs/benchmarks.md for how well the priors separate",
                       highlight=False)
 
 
 class AudioProgress(TerminalProgress):
-    """One progress bar per track, in seconds of audio, on a terminal; off a terminal a plain
-    line at every tenth (`verbose`) or quarter of the track; nothing with --quiet.
+    """One progress bar per track, in seconds of audio, on a terminal. Off a terminal, plain
+    lines: one per tenth of a track of `LONG_TRACK` seconds or more (the line that reports the
+    written stems is a short track's one line). Nothing with --quiet.
 
     Entering gives the callback `Separator.separate_audio` reports to, or None when hidden.
     """
 
-    def __init__(self, track: str, quiet: bool, verbose: bool = False) -> None:
+    LONG_TRACK = 30.0
+
+    def __init__(self, track: str, quiet: bool) -> None:
         # the total is unknown until the first report, so the seconds are a field, not
         # "{task.total:.1f}" (which cannot format the None a fresh task holds)
         super().__init__(quiet, TextColumn(track), BarColumn(),
                          TextColumn("{task.fields[seconds]}"), TimeRemainingColumn())
         self.track = track
         self.quiet = quiet
-        self.parts = 10 if verbose else 4
         self.shown = 0
         if self.progress is not None:
             self.task = self.progress.add_task(track, total=None, seconds="")
@@ -328,10 +334,12 @@ class AudioProgress(TerminalProgress):
         return update
 
     def _lines(self, done: float, total: float) -> None:
-        part = math.floor(self.parts * done / total + 1e-9) if total else self.parts
-        if part > self.shown:
-            self.shown = part
-            console.print(f"{self.track}: {100 * done / total:.0f}% ({done:.1f}/{total:.1f} s)",
+        if total < self.LONG_TRACK:
+            return
+        tenth = math.floor(10 * done / total + 1e-9)
+        if tenth > self.shown:
+            self.shown = tenth
+            console.print(f"{self.track}: {10 * tenth}% ({done:.0f}/{total:.0f} s)",
                           highlight=False)
 
 

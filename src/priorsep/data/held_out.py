@@ -20,7 +20,7 @@ from priorsep.data.folders import FolderSources
 from priorsep.data.musdb import STEMS, MusdbWav
 from priorsep.data.toy import SOURCES as TOY_SOURCES
 from priorsep.data.toy import ToyDataset
-from priorsep.errors import UsageError
+from priorsep.errors import DatasetError, UsageError
 
 DATASETS = ("toy", "musdb", "folder")
 
@@ -52,6 +52,9 @@ class HeldOutData:
             layout = ("ROOT/test/<track>/<stem>.wav" if self.name == "musdb"
                       else "ROOT/<source>/*.wav")
             raise FieldError("root", f"is needed by the {self.name} dataset ({layout})")
+        elif not Path(self.root).is_dir():
+            raise DatasetError(f"{self.root}: no such folder (the root of the {self.name} "
+                               "dataset)")
         elif self.name == "musdb":
             self._check_names(STEMS)
 
