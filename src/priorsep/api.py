@@ -23,7 +23,7 @@ import torch
 
 from priorsep.amortised import posterior_estimate
 from priorsep.audio import resample, to_mono
-from priorsep.config import DiffusionConfig, LangevinConfig
+from priorsep.config import DEFAULT_MODEL, DiffusionConfig, LangevinConfig
 from priorsep.errors import ModelFormatError, UsageError
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
@@ -32,8 +32,6 @@ from priorsep.separation.diffusion import diffusion_separate
 from priorsep.separation.langevin import langevin_separate
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import SeparationSettings, read_separation
-
-DEFAULT_MODEL = "toy"
 
 
 def load_pretrained(model: str | os.PathLike, device: str | torch.device = "cpu",

@@ -16,6 +16,10 @@ from priorsep.errors import UsageError
 T = TypeVar("T")
 
 
+DEFAULT_MODEL = "toy"
+"""The bundled model every command and `Separator.from_pretrained` use when none is named."""
+
+
 class FieldError(UsageError, ValueError):
     """A configuration field (or argument) holds a value it cannot take; `field` names it, so
     a front end can name its own option for it (the CLI's `--batch-size` for `batch_size`)."""

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from priorsep.config import ModelConfig
+from priorsep.config import DEFAULT_MODEL, ModelConfig
 from priorsep.errors import (
     HubUnreachableError,
     ModelFormatError,
@@ -65,7 +65,6 @@ __all__ = ["BAG_NAME", "DEFAULT_MODEL", "HubSettings", "ModelEntry", "ResolvedMo
            "bundled_names", "hub_settings", "list_models", "load_priors", "load_resolved",
            "resolve_model"]
 
-DEFAULT_MODEL = "toy"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 """Bundled models: one model folder per name."""
 MAX_NESTING = 8

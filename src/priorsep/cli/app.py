@@ -98,7 +98,8 @@ def option_error(error: Exception, flags: dict[str, str] | None = None,
 
 
 def notice(message: str) -> None:
-    console.print(f"note: {message}", highlight=False, soft_wrap=True)
+    """A notice from the core (e.g. a fallback to the cache): one line on stderr."""
+    console.print(f"[yellow]note:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 class TerminalProgress:

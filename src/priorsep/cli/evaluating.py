@@ -19,6 +19,7 @@ from priorsep.cli.app import (
     notice,
     reports_errors,
 )
+from priorsep.config import DEFAULT_MODEL
 from priorsep.errors import UsageError
 
 
@@ -101,7 +102,8 @@ def evaluate_command(
                     ] = None,
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Model id (bundled name, folder, Hub repo), or a folder of "
-                              "sigma-<value>/ models from finetune-noise --sigmas.")] = "toy",
+                              "sigma-<value>/ models from finetune-noise --sigmas.")
+    ] = DEFAULT_MODEL,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Report folder (default: evaluation-<dataset>).")] = None,
     sections: Annotated[str, typer.Option(

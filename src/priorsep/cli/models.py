@@ -52,11 +52,6 @@ def cross_likelihood_command(
     Console().print(view)
 
 
-def print_notice(message: str) -> None:
-    """A notice from the core (e.g. a fallback to the cache): one line on stderr."""
-    console.print(f"[yellow]note:[/yellow] {message}", highlight=False, soft_wrap=True)
-
-
 def _human_size(n_bytes: int) -> str:
     size = float(n_bytes)
     for unit in ("B", "kB", "MB"):
@@ -139,7 +134,7 @@ def models_download_command(
     from priorsep.hub import resolve_model
 
     resolved = resolve_model(model, revision=revision, offline=False, timeout=timeout,
-                             notify=print_notice, progress=not quiet and console.is_terminal)
+                             notify=notice, progress=not quiet and console.is_terminal)
     for folder in dict.fromkeys(resolved.source_folders.values()):
         print(folder)
     if not quiet:
@@ -173,7 +168,7 @@ def export_command(
     from priorsep.export import export_model
 
     folder = export_model(model, out, license=license_id, datasets=datasets or (),
-                          tags=tags or (), repo_id=repo_id, force=force, notify=print_notice)
+                          tags=tags or (), repo_id=repo_id, force=force, notify=notice)
     print(folder)
     if not quiet:
         console.print(f"wrote {folder}; publish it with: hf upload {repo_id or 'OWNER/NAME'} "

@@ -21,6 +21,7 @@ from priorsep.cli.app import (
     notice,
     reports_errors,
 )
+from priorsep.config import DEFAULT_MODEL
 from priorsep.errors import (
     AudioReadError,
     OutputExistsError,
@@ -41,7 +42,7 @@ def separate(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     model: Annotated[str, typer.Option(
         "--model", "-m", "-n", help="Bundled name, model folder or Hub repo owner/name@revision.")
-    ] = "toy",
+    ] = DEFAULT_MODEL,
     steps: Annotated[int | None, typer.Option(
         help="Sampler steps: diffusion steps, or Langevin steps in all (spread over the noise "
              "levels); default: the model's.")

@@ -373,7 +373,3 @@ class FloWaveNet(nn.Module):
         z = z.view(z.shape[0], self.groups, -1)  # (B, G, C*T')
         base = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(dim=2)
         return base + logdet
-
-    def latent_shape(self, time: int) -> tuple[int, int]:
-        factor = self.config.frame_multiple
-        return self.groups * factor, time // factor
