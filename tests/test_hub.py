@@ -145,7 +145,7 @@ def test_unknown_repo_or_revision_is_not_found(hub, tmp_path):
     with pytest.raises(ModelNotFoundError, match="owner/tiny has no revision 'nope'"):
         resolve_model("owner/tiny@nope")
     hub.publish("owner/other-library", {"weights.bin": b"\0"})
-    with pytest.raises(ModelNotFoundError, match="neither config.json nor sources.json"):
+    with pytest.raises(ModelNotFoundError, match="no config.json, sources.json or levels.json"):
         resolve_model("owner/other-library")
 
 
