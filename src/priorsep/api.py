@@ -196,10 +196,8 @@ class Separator:
                     fields.setdefault("steps", steps)
                 self.diffusion = dataclasses.replace(self.diffusion, **fields)
             else:
-                if steps is not None:
-                    n_levels = min(self.langevin.n_levels, steps)
-                    fields.update(n_levels=n_levels, steps_per_level=max(steps // n_levels, 1))
-                self.langevin = dataclasses.replace(self.langevin, **fields)
+                langevin = self.langevin if steps is None else self.langevin.with_total_steps(steps)
+                self.langevin = dataclasses.replace(langevin, **fields)
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from None
 

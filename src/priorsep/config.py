@@ -424,6 +424,15 @@ class LangevinConfig:
         """Number of Langevin updates, each one prior gradient evaluation."""
         return self.n_levels * self.steps_per_level
 
+    def with_total_steps(self, steps: int) -> LangevinConfig:
+        """The same schedule with about `steps` updates in all: the levels are kept (fewer
+        when `steps` is smaller than their number) and the steps spread evenly over them."""
+        if steps < 1:
+            raise FieldError("steps", f"must be at least 1, got {steps}")
+        n_levels = min(self.n_levels, steps)
+        return dataclasses.replace(self, n_levels=n_levels,
+                                   steps_per_level=max(steps // n_levels, 1))
+
     def sigmas(self) -> list[float]:
         """The noise level of every level, (n_levels,): geometric from sigma_max to sigma_min
         when annealed (a single level is sigma_min), sigma_min throughout when fixed."""
