@@ -21,15 +21,14 @@ from typing import Any
 
 import torch
 
-from priorsep.amortised import posterior_estimate
 from priorsep.audio import resample, to_mono
 from priorsep.config import DEFAULT_MODEL, DiffusionConfig, LangevinConfig
 from priorsep.errors import ModelFormatError, UsageError
+from priorsep.methods import METHODS as STRATEGIES
+from priorsep.methods import Strategy, build_strategy
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation.apply import segment_starts, separate_long
-from priorsep.separation.diffusion import diffusion_separate
-from priorsep.separation.langevin import langevin_separate
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import SeparationSettings, read_separation
 
@@ -84,7 +83,7 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
     return priors, info, encoder, settings
 
 
-METHODS = ("langevin", "diffusion", "posterior", "posterior+langevin")
+METHODS = tuple(STRATEGIES)
 
 
 def _check_method(method: str | None) -> None:
@@ -202,13 +201,15 @@ class Separator:
             raise UsageError(str(error)) from None
 
     @property
+    def strategy(self) -> Strategy:
+        """The method with the current settings (`priorsep.methods`)."""
+        return build_strategy(self.method, self.langevin, self.diffusion, self.encoder,
+                              self.samples)
+
+    @property
     def evaluations_per_segment(self) -> int:
         """Prior score evaluations per batch of segments (0 for the posterior's one pass)."""
-        if self.method == "diffusion":
-            return self.diffusion.total_evaluations
-        if self.method == "posterior":
-            return 0
-        return self.langevin.total_steps
+        return self.strategy.evaluations
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -225,20 +226,8 @@ class Separator:
     def _separate_segments(self, segments: torch.Tensor,
                            progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """(n, length) mixes -> (n, n_sources, length) estimates of the sources."""
-        segments = segments.to(self.device)
-        if self.method == "diffusion":
-            return diffusion_separate(self.priors, segments, self.mixing, self.diffusion,
-                                      progress=progress).sources
-        initial = None
-        if self.method != "langevin":
-            generator = torch.Generator().manual_seed(self.langevin.seed)
-            initial = posterior_estimate(self.encoder, segments, self.mixing,
-                                         self.samples, generator)
-            if self.method == "posterior":
-                return initial
-        result = langevin_separate(self.priors, segments, self.mixing, self.langevin,
-                                   initial=initial, progress=progress)
-        return result.sources
+        return self.strategy.separate(self.priors, segments.to(self.device), self.mixing,
+                                      progress)
 
     def separate_tensor(self, mix: torch.Tensor,
                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:

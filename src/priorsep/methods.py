@@ -1,0 +1,116 @@
+"""How a `Separator` turns segments of a mix into sources: one small strategy per method.
+
+Each strategy knows its name (what `--method` and `separation.json` call it), how many prior
+evaluations a batch of segments costs (for progress), and how to separate a batch. `METHODS`
+maps the names to the strategies; `api.Separator` builds the one it needs from its settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from priorsep.amortised import posterior_estimate
+from priorsep.config import DiffusionConfig, LangevinConfig
+from priorsep.nn.interface import SourcePrior
+from priorsep.nn.posterior import PosteriorEncoder
+from priorsep.separation.diffusion import diffusion_separate
+from priorsep.separation.langevin import langevin_separate
+from priorsep.separation.mixing import Mixing
+
+StepProgress = Callable[[int, int], None] | None
+"""Called with (prior evaluations done, in all) within one batch of segments."""
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """The diffusion sampler with the mix as a constraint (score priors' default)."""
+
+    config: DiffusionConfig
+    name = "diffusion"
+
+    @property
+    def evaluations(self) -> int:
+        return self.config.total_evaluations
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: StepProgress = None) -> torch.Tensor:
+        return diffusion_separate(priors, segments, mixing, self.config,
+                                  progress=progress).sources
+
+
+@dataclass(frozen=True)
+class Langevin:
+    """(Annealed) Langevin posterior sampling (density priors' default)."""
+
+    config: LangevinConfig
+    name = "langevin"
+
+    @property
+    def evaluations(self) -> int:
+        return self.config.total_steps
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: StepProgress = None,
+                 initial: torch.Tensor | None = None) -> torch.Tensor:
+        return langevin_separate(priors, segments, mixing, self.config, initial=initial,
+                                 progress=progress).sources
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """One pass of the amortised encoder: its mean, or the average of `samples` draws."""
+
+    encoder: PosteriorEncoder
+    samples: int = 0
+    seed: int = 0
+    name = "posterior"
+    evaluations = 0
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: StepProgress = None) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed)
+        return posterior_estimate(self.encoder, segments, mixing, self.samples, generator)
+
+
+@dataclass(frozen=True)
+class RefinedPosterior:
+    """The encoder's estimate starts a (short) Langevin run."""
+
+    posterior: Posterior
+    langevin: Langevin
+    name = "posterior+langevin"
+
+    @property
+    def evaluations(self) -> int:
+        return self.langevin.evaluations
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: StepProgress = None) -> torch.Tensor:
+        initial = self.posterior.separate(priors, segments, mixing)
+        return self.langevin.separate(priors, segments, mixing, progress, initial=initial)
+
+
+Strategy = Diffusion | Langevin | Posterior | RefinedPosterior
+METHODS: dict[str, type] = {cls.name: cls for cls in (Langevin, Diffusion, Posterior,
+                                                      RefinedPosterior)}
+
+
+def build_strategy(name: str, langevin: LangevinConfig, diffusion: DiffusionConfig,
+                   encoder: PosteriorEncoder | None = None, samples: int = 0) -> Strategy:
+    """The strategy called `name`, from a Separator's settings (the posterior methods need
+    `encoder`; their draws are seeded by the Langevin seed)."""
+    if name == Diffusion.name:
+        return Diffusion(diffusion)
+    if name == Langevin.name:
+        return Langevin(langevin)
+    if encoder is None:
+        raise ValueError(f"method {name} needs an amortised posterior encoder")
+    posterior = Posterior(encoder, samples, langevin.seed)
+    if name == Posterior.name:
+        return posterior
+    if name == RefinedPosterior.name:
+        return RefinedPosterior(posterior, Langevin(langevin))
+    raise ValueError(f"unknown method {name!r}; choose {', '.join(METHODS)}")
