@@ -12,7 +12,7 @@ from priorsep.amortised import MixesOfSolos, train_posterior
 from priorsep.config import FlowConfig, ModelConfig, PosteriorConfig, TrainConfig
 from priorsep.data.toy import ToySources
 from priorsep.separation.mixing import Mixing
-from priorsep.train import train
+from priorsep.training import train
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])

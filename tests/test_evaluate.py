@@ -34,7 +34,7 @@ from priorsep.evaluation.likelihood import table_summary
 from priorsep.evaluation.separation import oracle_estimates
 from priorsep.nn.prior import SourcePriors, receptive_field
 from priorsep.storage import save_model
-from priorsep.train import finetune_levels, train
+from priorsep.training import finetune_levels, train
 from tests.conftest import TINY_FLOW
 
 # Wide enough a receptive field (364 samples) to tell the four waveforms apart after 80 steps;

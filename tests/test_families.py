@@ -18,7 +18,7 @@ from priorsep.errors import CapabilityError
 from priorsep.evaluate import EvaluationConfig, run_evaluation
 from priorsep.nn.registry import FAMILIES, build_priors
 from priorsep.storage import load_model, save_model
-from priorsep.train import train
+from priorsep.training import train
 from tests.conftest import TINY_FLOW
 
 TOY = ("sine", "sawtooth", "square", "triangle")

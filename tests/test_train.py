@@ -16,7 +16,7 @@ from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
 from priorsep.nn.prior import draw_sigma, validation_log_likelihood
 from priorsep.storage import load_model
-from priorsep.train import (
+from priorsep.training import (
     CHECKPOINT_NAME,
     learning_rate,
     train,

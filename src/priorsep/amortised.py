@@ -42,7 +42,7 @@ from priorsep.storage import (
     save_weights,
     update_info,
 )
-from priorsep.train import (
+from priorsep.training import (
     Progress,
     distributed_rank,
     fresh_checkpoint_path,

@@ -125,7 +125,7 @@ def train(
     from priorsep.config import ModelConfig, TrainConfig
     from priorsep.data.datasets import training_data
     from priorsep.devices import resolve_device
-    from priorsep.train import train as run_training
+    from priorsep.training import train as run_training
 
     if prior not in ("flowavenet", "score"):
         raise UsageError(f"--prior {prior}: choose flowavenet or score")
@@ -214,8 +214,8 @@ def finetune_noise(
     from priorsep.data.datasets import training_data
     from priorsep.devices import resolve_device
     from priorsep.nn.prior import SourcePriors
-    from priorsep.train import finetune_levels
-    from priorsep.train import train as run_training
+    from priorsep.training import finetune_levels
+    from priorsep.training import train as run_training
 
     try:
         levels = [float(v) for v in sigmas.split(",")] if sigmas else None
