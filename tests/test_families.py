@@ -38,6 +38,9 @@ CONFIGS = {
     "score-time+stft-shared": ModelConfig(
         architecture=ScoreConfig(front_end="time+stft", shared=True, **TINY_SCORE),
         sigma_min=0.005, sigma_max=2.0),
+    "score-spectral-no-skip": ModelConfig(
+        architecture=ScoreConfig(front_end="spectral", skip=False, **TINY_SCORE),
+        sigma_min=0.005, sigma_max=2.0),
     "gaussian": ModelConfig(architecture=GaussianConfig((0.0,) * 4, (0.3, 0.2, 0.5, 0.2))),
 }
 
@@ -167,6 +170,18 @@ def test_new_attention_layers_start_as_the_identity():
     assert missing and all(".attention." in key for key in missing)
     x = torch.randn(2, 4, 256) * 0.5
     assert torch.allclose(extended.denoise(x, 0.2), base.denoise(x, 0.2), atol=1e-6)
+
+
+def test_without_the_skip_path_the_estimate_is_the_networks_alone():
+    """skip=False: D = sigma_data F(c_in x); with F silenced nothing of the input passes, while
+    EDM's skip path passes c_skip x."""
+    for skip, expected in ((True, lambda x, s: 0.36 / (s**2 + 0.36) * x),
+                           (False, lambda x, s: torch.zeros_like(x))):
+        priors = build_priors(ModelConfig(architecture=ScoreConfig(
+            front_end="hybrid", skip=skip, **TINY_SCORE))).eval()
+        priors.network = lambda x, sigma: torch.zeros_like(x)
+        x = torch.randn(2, 4, 256)
+        assert torch.allclose(priors.denoise(x, 0.3), expected(x, 0.3), atol=1e-6)
 
 
 def test_mix_response_tells_separating_priors_from_mix_keeping_ones():

@@ -163,6 +163,11 @@ class ScoreConfig:
     grouped network per source."""
     sigma_data: float = 0.6
     """Standard deviation of the clean data in EDM's preconditioning."""
+    skip: bool = True
+    """EDM's skip path D = c_skip x + c_out F. False: D = sigma_data F, the network
+    synthesises the whole estimate, so nothing of the input reaches the output unless the
+    network reproduces it (a test of whether the skip path is what makes denoisers keep every
+    source of a mix)."""
     segment_length: int = 4096
     """Samples per segment at separation: the spectral view is learnt on segments of this
     length (the training frame length)."""

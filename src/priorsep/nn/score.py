@@ -4,7 +4,8 @@ Each source k has a denoiser D_k(x, sigma) ~ E[s_k | s_k + sigma * eps = x], tra
 score matching; the score follows from Tweedie's formula, grad log p_sigma(x) = (D(x) - x) /
 sigma**2. The raw network F is wrapped in the EDM preconditioning
 
-    D(x, sigma) = c_skip x + c_out F(c_in x, log(sigma) / 4),
+    D(x, sigma) = c_skip x + c_out F(c_in x, log(sigma) / 4)  (or sigma_data F without the skip
+    path, `ScoreConfig.skip`),
     c_skip = sd**2 / (sigma**2 + sd**2), c_out = sigma sd / sqrt(sigma**2 + sd**2),
     c_in = 1 / sqrt(sigma**2 + sd**2),  sd = sigma_data,
 
@@ -327,6 +328,8 @@ class ScorePriors(SourcePrior):
         sigma = expand_sigma(sigma, noisy)
         sigma_data = self.arch.sigma_data
         variance = sigma.pow(2) + sigma_data**2
+        if not self.arch.skip:
+            return sigma_data * self.network(variance.rsqrt()[..., None] * noisy, sigma)
         c_skip = (sigma_data**2 / variance)[..., None]
         c_out = (sigma * sigma_data / variance.sqrt())[..., None]
         c_in = variance.rsqrt()[..., None]
@@ -336,6 +339,8 @@ class ScorePriors(SourcePrior):
         """EDM's lambda(sigma) = (sigma**2 + sd**2) / (sigma sd)**2: with it every noise level
         weighs alike (the squared error of F against its unit-variance target)."""
         sigma_data = self.arch.sigma_data
+        if not self.arch.skip:  # the target of F is x / sigma_data at every level
+            return torch.full_like(sigma, sigma_data**-2)
         return (sigma.pow(2) + sigma_data**2) / (sigma * sigma_data).pow(2)
 
     def forward(self, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
