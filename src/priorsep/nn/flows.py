@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from priorsep.config import FlowConfig
+from priorsep.nn.interface import expand_sigma
 from priorsep.nn.wavenet import WaveNet
 
 
@@ -344,11 +345,7 @@ class FloWaveNet(nn.Module):
     def _cond(self, x: torch.Tensor, sigma: torch.Tensor | float | None) -> torch.Tensor | None:
         if self.embed is None:
             return None
-        if sigma is None:
-            sigma = 0.0
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        sigma = sigma.expand(x.shape[0], self.groups) if sigma.dim() < 2 else sigma
-        return self.embed(sigma)
+        return self.embed(expand_sigma(sigma, x))
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None):
         """Map signals to latents.
