@@ -54,10 +54,9 @@ def write_together(payloads: Mapping[Path, bytes]) -> None:
     created: list[Path] = []
     try:
         for path, payload in payloads.items():
-            parent_existed = path.parent.exists()
+            missing = [folder for folder in path.parents if not folder.exists()]
             temporary[path] = _temporary(path)
-            if not parent_existed:
-                created.append(path.parent)
+            created.extend(missing)  # deepest first
             temporary[path].write_bytes(payload)
             os.chmod(temporary[path], 0o666 & ~_UMASK)
         for path, tmp in temporary.items():
@@ -71,7 +70,7 @@ def write_together(payloads: Mapping[Path, bytes]) -> None:
         if len(renamed) < len(temporary):
             for path in renamed:
                 path.unlink(missing_ok=True)
-        for folder in reversed(created):
+        for folder in created:  # each folder's children come before it
             try:
                 folder.rmdir()
             except OSError:
