@@ -41,7 +41,7 @@ import torch
 from priorsep.amortised import elbo
 from priorsep.api import Separator
 from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
-from priorsep.data.toy import ToyDataset, mix
+from priorsep.data.toy import ToyDataset
 from priorsep.evaluation.diagnostics import (
     cross_denoising,
     mix_response,
@@ -287,7 +287,7 @@ def main() -> None:
     data = ToyDataset(args.split, max(args.n_mixes, args.score_examples), separator.sample_rate)
     everything = data.batch(range(max(args.n_mixes, args.score_examples)))
     truth = everything[:args.n_mixes, :, :length]
-    mixes = mix(truth)
+    mixes = separator.mixing(truth)  # (n, time): the model's own mixing (the toy's: mean)
     anchor = si_sdr(mixes[:, None].expand_as(truth), truth)
     audio_seconds = args.n_mixes * length / separator.sample_rate
     sources = separator.sources

@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from priorsep.data.toy import SOURCES, ToyDataset, ToySources, mix, random_params, render
+from priorsep.data.toy import SOURCES, ToyDataset, ToySources, random_params, render
+from priorsep.separation.mixing import Mixing
 
 
 def test_test_split_is_bit_identical_across_instances_and_order():
@@ -65,6 +66,6 @@ def test_training_batches_are_resumable_and_sources_independent():
     assert first.shape == (4, 4, 512)
 
 
-def test_mix_is_the_mean():
+def test_the_default_mixing_is_the_toys_mean():
     sources = ToyDataset("test", 1)[0]
-    assert torch.allclose(mix(sources), sources.sum(0) / 4)
+    assert torch.allclose(Mixing()(sources[None])[0], sources.sum(0) / 4)

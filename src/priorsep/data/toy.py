@@ -117,11 +117,6 @@ class ToyDataset:
         return torch.stack([self[i] for i in indices])
 
 
-def mix(sources: torch.Tensor) -> torch.Tensor:
-    """The toy mixing function: the mean over the source axis, (..., N, T) -> (..., T)."""
-    return sources.mean(dim=-2)
-
-
 class ToySources:
     """Endless training batches of toy sources, drawn from a torch generator (resumable)."""
 
