@@ -25,7 +25,7 @@ import torch
 from priorsep.errors import UsageError
 from priorsep.nn.levels import NearestLevelPriors, PriorLevel
 from priorsep.nn.prior import CombinedPriors, SourcePriors
-from priorsep.storage import SeparationSettings, level_folders, read_separation
+from priorsep.storage import CONFIG_NAME, SeparationSettings, level_folders, read_separation
 
 THESIS_SIGMAS: tuple[float, ...] = (0.01, 0.027, 0.077, 0.129, 0.359)
 """The noise levels of the thesis and of BASIS' fine-tuning."""
@@ -108,7 +108,7 @@ def load_priors_under_test(model_id: str, device: torch.device | str,
             if (config.sources, config.sample_rate) != (first.sources, first.sample_rate):
                 raise UsageError(f"{model_id}: the level models differ in sources or sample rate")
         notes = [f"per-level checkpoints: {', '.join(folder.name for _, folder in folders)}"]
-        if (Path(model_id).expanduser() / "config.json").is_file():
+        if (Path(model_id).expanduser() / CONFIG_NAME).is_file():
             priors, info = load_pretrained(model_id, device, notify)
             base_sigma = 0.0
         else:
@@ -117,7 +117,7 @@ def load_priors_under_test(model_id: str, device: torch.device | str,
             notes.append(f"no clean model at the top of the folder: the clean sections use the "
                          f"lowest level, sigma = {base_sigma:g}")
         settings = SeparationSettings()
-        if (Path(model_id).expanduser() / "config.json").is_file():
+        if (Path(model_id).expanduser() / CONFIG_NAME).is_file():
             settings = read_separation(Path(model_id).expanduser())
         return PriorsUnderTest(model_id, "per-level", priors, base_sigma, levels, info, notes,
                                settings)
