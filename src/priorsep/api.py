@@ -24,8 +24,7 @@ import torch
 from priorsep.audio import resample, to_mono
 from priorsep.config import DEFAULT_MODEL, DiffusionConfig, LangevinConfig
 from priorsep.errors import ModelFormatError, UsageError
-from priorsep.methods import METHODS as STRATEGIES
-from priorsep.methods import Strategy, build_strategy
+from priorsep.methods import METHODS, Strategy, build_strategy
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation.apply import segment_starts, separate_long
@@ -81,9 +80,6 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
         except ModelFormatError as error:
             raise ModelFormatError(f"{resolved.model_id}: {error}") from None
     return priors, info, encoder, settings
-
-
-METHODS = tuple(STRATEGIES)
 
 
 def _check_method(method: str | None) -> None:

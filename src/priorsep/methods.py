@@ -2,7 +2,7 @@
 
 Each strategy knows its name (what `--method` and `separation.json` call it), how many prior
 evaluations a batch of segments costs (for progress), and how to separate a batch. `METHODS`
-maps the names to the strategies; `api.Separator` builds the one it needs from its settings.
+lists the names; `api.Separator` builds the strategy it needs from its settings.
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ class RefinedPosterior:
 
 
 Strategy = Diffusion | Langevin | Posterior | RefinedPosterior
-METHODS: dict[str, type] = {cls.name: cls for cls in (Langevin, Diffusion, Posterior,
-                                                      RefinedPosterior)}
+METHODS: tuple[str, ...] = tuple(cls.name for cls in (Langevin, Diffusion, Posterior,
+                                                      RefinedPosterior))
+"""The method names, as `--method` and separation.json write them."""
 
 
 def build_strategy(name: str, langevin: LangevinConfig, diffusion: DiffusionConfig,
