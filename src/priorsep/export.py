@@ -31,6 +31,7 @@ from priorsep.storage import (
     POSTERIOR_NAME,
     SEPARATION_NAME,
     WEIGHTS_NAME,
+    level_folder_name,
     load_model,
     read_config,
     read_separation,
@@ -80,8 +81,8 @@ def export_model(model_id: str, out_dir: str | os.PathLike, *, license: str = "m
         card = model_card(config, info, title=title, repo_id=repo_id, **front)
     elif resolved.levels:
         for sigma, part in zip(resolved.levels, resolved.parts, strict=True):
-            config, info = _copy_model(part.folder, out / f"sigma-{sigma:g}")
-            atomic_write_text(out / f"sigma-{sigma:g}" / CARD_NAME,
+            config, info = _copy_model(part.folder, out / level_folder_name(sigma))
+            atomic_write_text(out / level_folder_name(sigma) / CARD_NAME,
                               model_card(config, info, title=f"{title}: sigma = {sigma:g}",
                                          repo_id=None, **front))
         write_levels(out, list(resolved.levels))

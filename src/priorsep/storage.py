@@ -241,6 +241,11 @@ def write_separation(folder: str | os.PathLike, settings: SeparationSettings,
 
 
 
+def level_folder_name(sigma: float) -> str:
+    """The folder of one level of a per-level model: `sigma-<value>`."""
+    return f"sigma-{sigma:g}"
+
+
 def level_folders(path: str | os.PathLike) -> list[tuple[float, Path]]:
     """(sigma, folder) of every `sigma-<value>/` model folder under `path`, lowest first."""
     path = Path(path)
@@ -273,5 +278,5 @@ def read_levels(path: str | os.PathLike) -> list[tuple[float, str]]:
 
 def write_levels(folder: str | os.PathLike, sigmas: list[float]) -> None:
     """The `levels.json` manifest of the `sigma-<value>/` folders in `folder`."""
-    values = {f"{sigma:g}": f"./sigma-{sigma:g}" for sigma in sorted(sigmas)}
+    values = {f"{sigma:g}": f"./{level_folder_name(sigma)}" for sigma in sorted(sigmas)}
     atomic_write_text(Path(folder) / LEVELS_NAME, json.dumps({"levels": values}, indent=2) + "\n")

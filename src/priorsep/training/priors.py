@@ -20,7 +20,7 @@ from priorsep.config import FieldError, ModelConfig, TrainConfig
 from priorsep.errors import UsageError
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.registry import build_priors
-from priorsep.storage import WEIGHTS_NAME, save_model, write_levels
+from priorsep.storage import WEIGHTS_NAME, level_folder_name, save_model, write_levels
 from priorsep.training.loop import (
     CHECKPOINT_NAME,
     Progress,
@@ -158,7 +158,7 @@ def finetune_levels(
     folders = []
     state = priors.state_dict()
     for sigma in sigmas:
-        folder = out_dir / f"sigma-{sigma:g}"
+        folder = out_dir / level_folder_name(sigma)
         folders.append(folder)
         if (folder / WEIGHTS_NAME).is_file() and not (folder / CHECKPOINT_NAME).exists():
             from priorsep.storage import load_model
