@@ -184,9 +184,6 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point: Ctrl-C at any moment ends with one line and exit code 130."""
-    try:
-        app(prog_name="priorsep")
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        raise SystemExit(130) from None
+    """Run the command line (the console script, `priorsep.console`, guards it against
+    Ctrl-C from the first import on; inside a command, `reports_errors` does)."""
+    app(prog_name="priorsep")

@@ -32,7 +32,7 @@ from priorsep.cli.app import (
     option_error,
     reports_errors,
 )
-from priorsep.config import FieldError, FlowConfig, ScoreConfig
+from priorsep.config import FlowConfig, ScoreConfig
 from priorsep.errors import UsageError
 
 TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
@@ -40,7 +40,7 @@ TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
     "checkpoint_every", "eval_every", "seed", "sigma_min", "sigma_max", "clean_fraction",
     "score_weight", "sample_rate", "n_blocks", "early_squeezes", "n_flows", "n_layers",
     "cond_channels", "permutation", "frame_transform", "front_end")}
-"""Fields that the training commands set with an option of their own."""
+"""Fields that `train` sets with an option of its own (the others: `--set FIELD=VALUE`)."""
 
 
 def parse_fields(items: list[str]) -> dict:
@@ -219,6 +219,9 @@ def finetune_noise(
 
     try:
         levels = [float(v) for v in sigmas.split(",")] if sigmas else None
+    except ValueError:
+        raise UsageError(f"--sigmas {sigmas}: expected comma-separated numbers") from None
+    try:
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    sigma_min=sigma_min, sigma_max=sigma_max,
@@ -226,9 +229,7 @@ def finetune_noise(
                                    checkpoint_every=checkpoint_every, eval_every=eval_every,
                                    seed=seed)
     except ValueError as error:
-        if sigmas and not isinstance(error, FieldError):
-            raise UsageError(f"--sigmas {sigmas}: expected comma-separated numbers") from None
-        raise option_error(error, TRAIN_FLAGS) from None
+        raise option_error(error) from None
     if levels and any(not math.isfinite(level) or level <= 0 for level in levels):
         raise UsageError("--sigmas must be positive finite numbers")
     priors, base_info = load_pretrained(model, notify=notice)
@@ -311,8 +312,8 @@ def train_posterior_command(
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    checkpoint_every=checkpoint_every, seed=seed)
     except ValueError as error:
-        raise option_error(error, {**TRAIN_FLAGS, "n_layers": "--layers",
-                                   "residual_channels": "--width"}) from None
+        raise option_error(error, {"n_layers": "--layers", "residual_channels": "--width"}
+                           ) from None
     priors, priors_info = load_pretrained(model, notify=notice)
     config = priors.config
     data, validation, info = mix_training_data(dataset, root, config.sources,
