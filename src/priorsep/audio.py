@@ -52,11 +52,12 @@ def read_audio(path: str | os.PathLike,
                 raise AudioReadError(f"{path}: a folder, not an audio file")
             if not Path(path).is_file():
                 raise AudioReadError(f"{path}: no such file")
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-            if warn is not None:
-                truncated = _truncation(path)
-                if truncated:
-                    warn(f"{path}: {truncated}")
+            with soundfile.SoundFile(str(path)) as file:
+                data = file.read(dtype="float32", always_2d=True)
+                rate, log = file.samplerate, file.extra_info
+            truncated = _truncation(log)
+            if truncated and warn is not None:
+                warn(f"{path}: {truncated}")
     except AudioReadError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
@@ -70,12 +71,9 @@ def read_audio(path: str | os.PathLike,
     return torch.from_numpy(np.ascontiguousarray(data.T)), rate
 
 
-def _truncation(path: str | os.PathLike) -> str | None:
-    """What libsndfile noticed about a data chunk shorter than its header says, or None."""
-    try:
-        log = soundfile.info(str(path)).extra_info
-    except (soundfile.LibsndfileError, RuntimeError, OSError):
-        return None
+def _truncation(log: str) -> str | None:
+    """What libsndfile's log of an opened file says about a data chunk shorter than its
+    header promises, or None."""
     found = _TRUNCATED.search(log)
     if found is None or int(found.group(2)) >= int(found.group(1)):
         return None
