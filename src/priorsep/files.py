@@ -87,15 +87,9 @@ def check_writable(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if path.is_dir():
         return f"{path} is a folder"
-    parent = path.parent
-    while not parent.exists():
-        if parent.parent == parent:
-            break
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
+    parent = next(folder for folder in path.parents if folder.exists())  # the root exists
+    if not parent.is_dir():
         return f"{parent} is a file, not a folder"
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):  # a rename onto a file needs only this
         return f"{parent} is not writable"
-    if path.exists() and not os.access(path, os.W_OK) and not os.access(path.parent, os.W_OK):
-        return f"{path} is not writable"
     return None

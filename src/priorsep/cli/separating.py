@@ -257,7 +257,7 @@ def read_input(name: str, start: float, duration: float | None):
     first = round(start * rate)
     if first >= audio.shape[-1]:
         raise UsageError(f"{name}: --start {start:g} s is past its end "
-                             f"({audio.shape[-1] / rate:.2f} s)")
+                         f"({audio.shape[-1] / rate:.2f} s)")
     last = audio.shape[-1] if duration is None else min(audio.shape[-1],
                                                         first + max(1, round(duration * rate)))
     return audio[:, first:last], rate
