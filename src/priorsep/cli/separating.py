@@ -207,8 +207,7 @@ def separate(
             if stdout_source is not None:
                 from priorsep.audio import encode_audio
 
-                wav = OutputFormat("wav", "float32" if float32 else "int24" if int24
-                                   else "int16", clip=clip_mode)
+                wav = OutputFormat("wav", depth, clip=clip_mode)
                 sys.stdout.buffer.write(encode_audio(stems[stdout_source], rate, wav))
                 sys.stdout.buffer.flush()
             if not quiet and plan:
