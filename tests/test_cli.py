@@ -96,10 +96,16 @@ def test_train_with_a_dct_front_end_writes_a_model_that_reloads(tmp_path):
     (["--lr-decay", "1.5"], 2, "--lr-decay: must be a finite number in (0, 1]"),
     (["--prior", "score", "--frame-length", "4096", "--set", "sigma_data=0"], 2,
      "sigma_data must be positive"),
+    (["--prior", "score", "--n-layers", "3"], 2,
+     "--n-layers does not apply to score priors (it sets flowavenet, wavenet priors"),
+    (["--prior", "wavenet", "--permutation", "invconv"], 2,
+     "--permutation does not apply to wavenet priors"),
+    (["--front-end", "time"], 2, "--front-end does not apply to flowavenet priors"),
 ])
 def test_bad_train_options_give_one_line(tmp_path, args, code, message):
+    flow_options = [] if "--prior" in args else TINY  # TINY shapes a flow
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "1",
-                                 *TINY, *args])
+                                 *flow_options, *args])
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output

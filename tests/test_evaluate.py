@@ -384,6 +384,40 @@ def test_cli_writes_the_report_folder(models, tmp_path):
     assert not (out / "samples").exists()  # --no-audio
 
 
+def test_cli_compares_models_side_by_side(models, tmp_path):
+    """A flow and a WaveNet: a report per model in its own folder, and one report.md with a
+    cross-likelihood table per model, the noise-conditioning figure with a row per model and a
+    constant-input table with a column per model, each naming its model."""
+    from priorsep.config import WaveNetConfig
+    from priorsep.nn.registry import build_priors
+
+    torch.manual_seed(0)
+    wavenet = build_priors(ModelConfig(
+        architecture=WaveNetConfig(n_blocks=1, n_layers=3, residual_channels=8,
+                                   skip_channels=8, classes=32, embedding_channels=4),
+        sigma_min=0.01, sigma_max=1.0))
+    save_model(wavenet, tmp_path / "wavenet")
+    out = tmp_path / "compared"
+    result = runner.invoke(app, [
+        "evaluate", "-m", models["conditional"], "-m", str(tmp_path / "wavenet"), "-o",
+        str(out), "--sections", "cross,noise,constant", "--n-examples", "2", "--length", "256",
+        "--sigmas", "0.05,0.2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert [(m["label"], m["family"]) for m in comparison["models"]] == [
+        ("conditional", "flowavenet"), ("wavenet", "wavenet")]
+    for label in ("conditional", "wavenet"):
+        report = json.loads((out / label / "report.json").read_text())
+        assert comparison["sections"]["cross"][label] == report["sections"]["cross"]
+        assert (out / label / "report.md").is_file()
+    markdown = (out / "report.md").read_text()
+    assert "`conditional` (flowavenet, sigma-conditional), prior sigma = 0:" in markdown
+    assert "`wavenet` (wavenet, sigma-conditional), prior sigma = 0:" in markdown
+    assert "| input | prior | source | `conditional` | `wavenet` |" in markdown
+    assert (out / "cross_likelihood_by_model.png").is_file()
+    assert (out / "noise_conditioning_by_model.png").is_file()
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--sections", "cross,bogus"], 2, "unknown section"),
     (["--dataset", "musdb"], 2, "--root: is needed by the musdb dataset"),

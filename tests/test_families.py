@@ -12,6 +12,7 @@ from priorsep.config import (
     ModelConfig,
     ScoreConfig,
     TrainConfig,
+    WaveNetConfig,
 )
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CapabilityError
@@ -25,6 +26,8 @@ TOY = ("sine", "sawtooth", "square", "triangle")
 TINY_SCORE = dict(frame=4, time_channels=8, time_layers=3, time_cycle=3, spectral_channels=8,
                   spectral_layers=3, spectral_cycle=3, stft_size=64, stft_channels=8,
                   stft_layers=3, stft_cycle=3, embedding_channels=8, segment_length=256)
+TINY_WAVENET = dict(n_blocks=2, n_layers=3, residual_channels=8, skip_channels=8, classes=32,
+                    embedding_channels=4)
 CONFIGS = {
     "flowavenet": ModelConfig(architecture=TINY_FLOW, sigma_min=0.01, sigma_max=1.0),
     "score-time": ModelConfig(architecture=ScoreConfig(front_end="time", **TINY_SCORE),
@@ -42,6 +45,11 @@ CONFIGS = {
         architecture=ScoreConfig(front_end="spectral", skip=False, **TINY_SCORE),
         sigma_min=0.005, sigma_max=2.0),
     "gaussian": ModelConfig(architecture=GaussianConfig((0.0,) * 4, (0.3, 0.2, 0.5, 0.2))),
+    "wavenet": ModelConfig(architecture=WaveNetConfig(**TINY_WAVENET), sigma_min=0.005,
+                           sigma_max=2.0),
+    "wavenet-mulaw-separate": ModelConfig(
+        architecture=WaveNetConfig(quantisation="mulaw", **TINY_WAVENET), grouped=False,
+        sigma_min=0.005, sigma_max=2.0),
 }
 
 
@@ -117,7 +125,8 @@ def test_samples_have_the_asked_shape(family):
 def test_two_training_steps_change_the_weights_and_write_a_folder(name, tmp_path):
     config = CONFIGS[name]
     validation = ToyDataset("validation", 2, duration=256 / 16000).batch(range(2))
-    noise = {"sigma_min": 0.005, "sigma_max": 2.0} if config.family == "score" else {}
+    noise = ({"sigma_min": 0.005, "sigma_max": 2.0} if config.family in ("score", "wavenet")
+             else {})
     torch.manual_seed(0)
     before = build_priors(config).state_dict()
     trained = train(config, TrainConfig(steps=2, batch_size=2, frame_length=256, seed=0,

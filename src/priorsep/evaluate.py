@@ -36,7 +36,15 @@ import torch
 
 import priorsep
 from priorsep.data.held_out import DATASETS, HeldOutData
-from priorsep.evaluation import diagnostics, likelihood, markdown, plots, samples, separation
+from priorsep.evaluation import (
+    compare,
+    diagnostics,
+    likelihood,
+    markdown,
+    plots,
+    samples,
+    separation,
+)
 from priorsep.evaluation.levels import THESIS_SIGMAS, PriorsUnderTest, load_priors_under_test
 from priorsep.files import atomic_write_text
 from priorsep.separation.mixing import Mixing
@@ -328,6 +336,39 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, json_only: bool
     timings["total"] = round(sum(evaluation.timings.values()), 2)
     atomic_write_text(out_dir / TIMINGS_NAME, json.dumps(timings, indent=2) + "\n")
     written.append(out_dir / TIMINGS_NAME)
+    return written
+
+
+COMPARISON_NAME = "comparison.json"
+
+
+def write_comparison(evaluations: dict[str, Evaluation], out_dir: str | Path, *,
+                     json_only: bool = False, notify: Notify | None = None) -> list[Path]:
+    """Several models' reports side by side: each model's full report in `out_dir/<label>/`
+    (`write_report`), and in `out_dir` comparison.json plus (unless `json_only`) report.md
+    and the figures with a panel or a row per model (`priorsep.evaluation.compare`).
+
+    Args:
+        evaluations: {label: evaluation}, labels from `compare.model_labels`.
+
+    Returns:
+        The files written.
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for label, evaluation in evaluations.items():
+        written += write_report(evaluation, out_dir / label, json_only=json_only, notify=notify)
+    side_by_side = compare.comparison({label: evaluation.report
+                                       for label, evaluation in evaluations.items()})
+    atomic_write_text(out_dir / COMPARISON_NAME,
+                      json.dumps(side_by_side, indent=2, ensure_ascii=False) + "\n")
+    written.append(out_dir / COMPARISON_NAME)
+    if not json_only:
+        plot_files = compare.write_comparison_plots(side_by_side, out_dir)
+        written += [out_dir / name for name in plot_files]
+        atomic_write_text(out_dir / MARKDOWN_NAME,
+                          compare.render_comparison(side_by_side, plot_files))
+        written.append(out_dir / MARKDOWN_NAME)
     return written
 
 

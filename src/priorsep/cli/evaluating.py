@@ -100,10 +100,12 @@ def evaluate_command(
              "(ROOT/<source>/*.wav solo recordings).")] = "toy",
     root: Annotated[Path | None, typer.Option(help="Dataset root for musdb and folder.")
                     ] = None,
-    model: Annotated[str, typer.Option(
+    model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="Model id (bundled name, folder, Hub repo), or a folder of "
-                              "sigma-<value>/ models from finetune-noise --sigmas.")
-    ] = DEFAULT_MODEL,
+                              "sigma-<value>/ models from finetune-noise --sigmas. Repeat to "
+                              "compare models side by side (each model's report goes into "
+                              "a subfolder). [default: " + DEFAULT_MODEL + "]",
+        show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Report folder (default: evaluation-<dataset>).")] = None,
     sections: Annotated[str, typer.Option(
@@ -138,7 +140,15 @@ def evaluate_command(
     import json
 
     from priorsep.devices import resolve_device
-    from priorsep.evaluate import SECTIONS, EvaluationConfig, run_evaluation, write_report
+    from priorsep.evaluate import (
+        COMPARISON_NAME,
+        SECTIONS,
+        EvaluationConfig,
+        run_evaluation,
+        write_comparison,
+        write_report,
+    )
+    from priorsep.evaluation.compare import model_labels
 
     if steps < 0:
         raise UsageError("--steps must be 0 (the model's whole schedule) or more")
@@ -155,19 +165,33 @@ def evaluate_command(
     except ValueError as error:
         raise UsageError(str(error)) from None
     out = out if out is not None else Path(f"evaluation-{dataset}")
-    with SectionProgress(quiet) as progress:
-        def on_section(name: str, report: dict) -> None:
-            progress.finish(name)
-            if not quiet:
-                _print_section(name, report["sections"][name], report["model"]["sources"])
+    models = model or [DEFAULT_MODEL]
+    labels = model_labels(models)
+    evaluations = {}
+    for label, model_id in zip(labels, models):
+        if len(models) > 1 and not quiet:
+            console.print(f"[bold]{model_id}[/bold] (report in {out / label})", highlight=False)
+        with SectionProgress(quiet) as progress:
+            def on_section(name: str, report: dict) -> None:
+                progress.finish(name)
+                if not quiet:
+                    _print_section(name, report["sections"][name], report["model"]["sources"])
 
-        evaluation = run_evaluation(config, model, resolve_device(device), notify=notice,
-                                    progress=progress, on_section=on_section)
-    written = write_report(evaluation, out, json_only=json_only, notify=notice)
+            evaluations[label] = run_evaluation(config, model_id, resolve_device(device),
+                                                notify=notice, progress=progress,
+                                                on_section=on_section)
+    if len(models) == 1:
+        written = write_report(evaluations[labels[0]], out, json_only=json_only, notify=notice)
+        result = evaluations[labels[0]].report
+    else:
+        written = write_comparison(evaluations, out, json_only=json_only, notify=notice)
+        result = json.loads((out / COMPARISON_NAME).read_text(encoding="utf-8"))
     if json_only:
-        print(json.dumps(evaluation.report, indent=2, ensure_ascii=False))
+        print(json.dumps(result, indent=2, ensure_ascii=False))
     if not quiet:
         plots = sum(path.suffix == ".png" for path in written)
-        console.print(f"wrote {out}: " + ("report.json" if json_only else
-                                          f"report.json, report.md, {plots} plot(s)"),
+        json_name = "report.json" if len(models) == 1 else (
+            f"{COMPARISON_NAME} and a report per model")
+        console.print(f"wrote {out}: " + (json_name if json_only else
+                                          f"{json_name}, report.md, {plots} plot(s)"),
                       highlight=False, soft_wrap=True)

@@ -32,7 +32,7 @@ from priorsep.cli.app import (
     option_error,
     reports_errors,
 )
-from priorsep.config import FlowConfig, ScoreConfig
+from priorsep.config import FlowConfig, ScoreConfig, WaveNetConfig
 from priorsep.errors import UsageError
 
 TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
@@ -41,6 +41,27 @@ TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
     "score_weight", "sample_rate", "n_blocks", "early_squeezes", "n_flows", "n_layers",
     "cond_channels", "permutation", "frame_transform", "front_end")}
 """Fields that `train` sets with an option of its own (the others: `--set FIELD=VALUE`)."""
+
+
+FAMILY_OPTIONS = {
+    **{name: ("flowavenet",) for name in ("early_squeezes", "n_flows", "cond_channels",
+                                          "permutation", "frame_transform")},
+    **{name: ("flowavenet", "wavenet") for name in ("n_blocks", "n_layers", "width")},
+    **{name: ("score",) for name in ("front_end", "shared")},
+    **{name: ("score", "wavenet") for name in ("sigma_min", "sigma_max")},
+}
+"""`train`'s architecture options and the families they shape."""
+
+
+def given_elsewhere(ctx: typer.Context, prior: str) -> list[str]:
+    """The architecture options given on the command line that do not shape `prior`."""
+
+    def given(name: str) -> bool:  # by name: Typer may bring its own copy of click's enum
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    return [name for name, families in FAMILY_OPTIONS.items()
+            if prior not in families and given(name)]
 
 
 def parse_fields(items: list[str]) -> dict:
@@ -63,6 +84,7 @@ def parse_fields(items: list[str]) -> dict:
 @app.command()
 @reports_errors
 def train(
+    ctx: typer.Context,
     out: OutOption,
     dataset: DatasetOption = "toy",
     root: RootOption = None,
@@ -70,8 +92,9 @@ def train(
         help="Comma-separated source names (folder dataset; default: every subfolder).")] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
     prior: Annotated[str, typer.Option(
-        help="Prior family: flowavenet (normalizing flows, exact likelihood) or score "
-             "(denoisers trained by denoising score matching, separated by diffusion).")
+        help="Prior family: flowavenet (normalizing flows, exact likelihood), score "
+             "(denoisers trained by denoising score matching, separated by diffusion) or "
+             "wavenet (autoregressive, a categorical over quantised levels per sample).")
     ] = "flowavenet",
     front_end: Annotated[str, typer.Option(
         help="Score priors: time, spectral, hybrid (time + spectral), stft (short-time "
@@ -81,22 +104,27 @@ def train(
         "--shared", help="Score priors: one network for all sources, told the source by an "
                          "embedding (instead of one grouped network per source).")] = False,
     sigma_min: Annotated[float, typer.Option(
-        help="Score priors: lowest training noise level (log-uniform draws).")] = 0.005,
+        help="Score and WaveNet priors: lowest training noise level (log-uniform draws).")
+    ] = 0.005,
     sigma_max: Annotated[float, typer.Option(
-        help="Score priors: highest training noise level.")] = 2.0,
+        help="Score and WaveNet priors: highest training noise level.")] = 2.0,
     set_fields: Annotated[list[str] | None, typer.Option(
         "--set", metavar="FIELD=VALUE",
-        help="Set any architecture field of the family's config (FlowConfig or ScoreConfig; "
+        help="Set any architecture field of the family's config (FlowConfig, ScoreConfig or "
+             "WaveNetConfig; "
              "see docs/cli.md), e.g. --set time_channels=64. Repeatable.")] = None,
-    n_blocks: Annotated[int, typer.Option(help="Flow blocks (one squeeze each).")
-                        ] = FlowConfig.n_blocks,
+    n_blocks: Annotated[int | None, typer.Option(
+        help="Flow blocks (one squeeze each; default 2), or WaveNet blocks of dilated layers "
+             "(default 3).", show_default=False)] = None,
     early_squeezes: Annotated[int, typer.Option(help="Squeezes before the first block.")
                               ] = FlowConfig.early_squeezes,
     n_flows: Annotated[int, typer.Option(help="Flows per block.")] = FlowConfig.n_flows,
-    n_layers: Annotated[int, typer.Option(help="WaveNet layers per coupling.")
-                        ] = FlowConfig.n_layers,
-    width: Annotated[int, typer.Option(help="WaveNet residual and skip channels.")
-                     ] = FlowConfig.residual_channels,
+    n_layers: Annotated[int | None, typer.Option(
+        help="WaveNet layers per coupling (flows, default 5) or per block (wavenet, default "
+             "10).", show_default=False)] = None,
+    width: Annotated[int | None, typer.Option(
+        help="WaveNet residual channels (flows: and skip channels; default 24; wavenet: "
+             "default 32).", show_default=False)] = None,
     cond_channels: Annotated[int, typer.Option(help="Noise-level embedding width.")
                              ] = FlowConfig.cond_channels,
     permutation: Annotated[str, typer.Option(
@@ -127,10 +155,19 @@ def train(
     from priorsep.devices import resolve_device
     from priorsep.training import train as run_training
 
-    if prior not in ("flowavenet", "score"):
-        raise UsageError(f"--prior {prior}: choose flowavenet or score")
+    classes = {"flowavenet": FlowConfig, "score": ScoreConfig, "wavenet": WaveNetConfig}
+    if prior not in classes:
+        raise UsageError(f"--prior {prior}: choose flowavenet, score or wavenet")
     fields = parse_fields(set_fields or [])
-    architecture_class = ScoreConfig if prior == "score" else FlowConfig
+    architecture_class = classes[prior]
+    shape = {name: value for name, value in (("n_blocks", n_blocks), ("n_layers", n_layers),
+                                             ("residual_channels", width)) if value is not None}
+    misplaced = given_elsewhere(ctx, prior)
+    if misplaced:
+        option = misplaced[0]
+        raise UsageError(f"--{option.replace('_', '-')} does not apply to {prior} priors "
+                         f"(it sets {', '.join(FAMILY_OPTIONS[option])} priors; any field: "
+                         "--set FIELD=VALUE)")
     known = {field.name for field in dataclasses.fields(architecture_class)}
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -141,10 +178,16 @@ def train(
             architecture = ScoreConfig(**{"front_end": front_end, "shared": shared,
                                           "segment_length": frame_length, **fields})
             noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+        elif prior == "wavenet":
+            architecture = WaveNetConfig(**{**shape, **fields})
+            noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
         else:
+            width = FlowConfig.residual_channels if width is None else width
             architecture = FlowConfig(**{
-                "n_blocks": n_blocks, "early_squeezes": early_squeezes, "n_flows": n_flows,
-                "n_layers": n_layers, "residual_channels": width, "skip_channels": width,
+                "n_blocks": FlowConfig.n_blocks if n_blocks is None else n_blocks,
+                "early_squeezes": early_squeezes, "n_flows": n_flows,
+                "n_layers": FlowConfig.n_layers if n_layers is None else n_layers,
+                "residual_channels": width, "skip_channels": width,
                 "cond_channels": cond_channels, "permutation": permutation,
                 "frame_transform": frame_transform, **fields})
             noise = {}
@@ -154,8 +197,9 @@ def train(
                                    seed=seed, **noise)
         ModelConfig(sample_rate=sample_rate, architecture=architecture)  # checks the rate
     except (ValueError, TypeError) as error:
-        raise option_error(error, {**TRAIN_FLAGS, "residual_channels": "--width",
-                                   "skip_channels": "--width"}, settable=True) from None
+        widths = ({"residual_channels": "--width", "skip_channels": "--width"}
+                  if prior == "flowavenet" else {"residual_channels": "--width"})
+        raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
     data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
                                architecture=architecture, grouped=grouped)
@@ -213,7 +257,8 @@ def finetune_noise(
     from priorsep.config import TrainConfig
     from priorsep.data.datasets import training_data
     from priorsep.devices import resolve_device
-    from priorsep.nn.prior import SourcePriors
+    from priorsep.nn.levels import NearestLevelPriors
+    from priorsep.nn.prior import CombinedPriors
     from priorsep.training import finetune_levels
     from priorsep.training import train as run_training
 
@@ -233,8 +278,9 @@ def finetune_noise(
     if levels and any(not math.isfinite(level) or level <= 0 for level in levels):
         raise UsageError("--sigmas must be positive finite numbers")
     priors, base_info = load_pretrained(model, notify=notice)
-    if not isinstance(priors, SourcePriors):
-        raise UsageError("finetune-noise needs one model, not a combination of several")
+    if isinstance(priors, (CombinedPriors, NearestLevelPriors)):
+        raise UsageError("finetune-noise needs one model, not a combination of several or "
+                         "a folder of per-level models")
     config = priors.config
     data, validation, info = training_data(
         dataset, root, ",".join(config.sources) if dataset == "folder" else None,

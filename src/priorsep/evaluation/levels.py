@@ -73,6 +73,7 @@ class PriorsUnderTest:
         return {
             "id": self.model_id,
             "kind": self.kind,
+            "family": config.family,
             "sources": list(config.sources),
             "sample_rate": config.sample_rate,
             "mixing": config.mixing,

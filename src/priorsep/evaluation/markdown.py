@@ -22,13 +22,14 @@ SECTION_TITLES = {
 }
 
 
-def _number(value: float | None, fmt: str = "+.2f") -> str:
+def format_number(value: float | None, fmt: str = "+.2f") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return format(value, fmt)
 
 
-def _table(header: Iterable[str], rows: Iterable[Iterable[str]], right_from: int = 1) -> list[str]:
+def markdown_table(header: Iterable[str], rows: Iterable[Iterable[str]],
+                   right_from: int = 1) -> list[str]:
     header = list(header)
     align = ["---" if i < right_from else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -36,7 +37,7 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]], right_from: int
     return lines + [""]
 
 
-def _image(name: str, alt: str, files: set[str]) -> list[str]:
+def image_link(name: str, alt: str, files: set[str]) -> list[str]:
     return [f"![{alt}]({name})", ""] if name in files else []
 
 
@@ -46,13 +47,13 @@ def cross_table(section: dict, sources: list[str]) -> list[str]:
     for source, values in zip(sources, section["table"]):
         finite = [v for v in values if v is not None]
         best = max(finite) if finite else None
-        rows.append([source] + [f"**{_number(v)}**" if v is not None and v == best
-                                else _number(v) for v in values])
-    lines = _table(["data \\ prior", *sources], rows)
+        rows.append([source] + [f"**{format_number(v)}**" if v is not None and v == best
+                                else format_number(v) for v in values])
+    lines = markdown_table(["data \\ prior", *sources], rows)
     wins = sum(section["own_prior_best"])
     lines.append(f"Own prior most likely for {wins} of {len(sources)} sources; smallest "
                  f"diagonal entry minus largest off-diagonal entry: "
-                 f"{_number(section['diagonal_margin'])} nats/sample"
+                 f"{format_number(section['diagonal_margin'])} nats/sample"
                  + (" (the diagonal beats every off-diagonal entry)."
                     if (section["diagonal_margin"] or -1) > 0 else "."))
     return lines + [""]
@@ -62,7 +63,7 @@ def _cross(section: dict, report: dict, files: set[str]) -> list[str]:
     sources = report["model"]["sources"]
     lines = [f"Mean log-likelihood (nats/sample) of each source's held-out data (rows) under "
              f"each prior (columns), prior noise level sigma = {section['sigma']:g}.", ""]
-    return lines + cross_table(section, sources) + _image(plots.CROSS_PLOT, "cross-likelihood",
+    return lines + cross_table(section, sources) + image_link(plots.CROSS_PLOT, "cross-likelihood",
                                                           files)
 
 
@@ -72,18 +73,18 @@ def _noise(section: dict, report: dict, files: set[str]) -> list[str]:
     data_labels = [f"{s:g}" for s in section["data_sigmas"]]
     lines = ["Held-out data noised at each sigma (rows; 0 = clean) under the priors of each "
              "noise level (columns), nats/sample. Mean over the sources:", ""]
-    lines += _table(header, [[label, *map(_number, row)]
+    lines += markdown_table(header, [[label, *map(format_number, row)]
                              for label, row in zip(data_labels, section["mean_over_sources"])])
     for source in sources:
         lines += [f"{source}:", ""]
-        lines += _table(header, [[label, *map(_number, row)] for label, row
+        lines += markdown_table(header, [[label, *map(format_number, row)] for label, row
                                  in zip(data_labels, section["by_source"][source])])
-    lines += _image(plots.NOISE_PLOT, "noise conditioning", files)
+    lines += image_link(plots.NOISE_PLOT, "noise conditioning", files)
     lines += ["Cross-likelihood at each noise level (data noised at that level, priors given "
               "it):", ""]
     for table in section["cross_likelihood"]:
         lines += [f"sigma = {table['sigma']:g}:", ""] + cross_table(table, sources)
-    return lines + _image(plots.CROSS_BY_SIGMA_PLOT, "cross-likelihood by noise level", files)
+    return lines + image_link(plots.CROSS_BY_SIGMA_PLOT, "cross-likelihood by noise level", files)
 
 
 def _constant(section: dict, report: dict, files: set[str]) -> list[str]:
@@ -95,8 +96,8 @@ def _constant(section: dict, report: dict, files: set[str]) -> list[str]:
     rows = []
     for name in section["inputs"]:
         for condition, values in zip(section["conditions"], section["log_likelihood"][name]):
-            rows.append([name, condition["label"], *map(_number, values)])
-    return lines + _table(["input", "prior", *sources], rows, right_from=2)
+            rows.append([name, condition["label"], *map(format_number, values)])
+    return lines + markdown_table(["input", "prior", *sources], rows, right_from=2)
 
 
 def _gaussian(section: dict, report: dict, files: set[str]) -> list[str]:
@@ -104,12 +105,12 @@ def _gaussian(section: dict, report: dict, files: set[str]) -> list[str]:
     lines = [f"Pure Gaussian noise of each standard deviation under each prior (condition "
              f"sigma = {section['sigma']:g}), nats/sample; the last column is what the exact "
              "Gaussian density scores, the first row the prior's own held-out data.", ""]
-    rows = [["own data", *[_number(section["data_log_likelihood"][s]) for s in sources], ""]]
+    rows = [["own data", *[format_number(section["data_log_likelihood"][s]) for s in sources], ""]]
     for index, sigma in enumerate(section["noise_sigmas"]):
-        rows.append([f"{sigma:.3g}", *[_number(section["log_likelihood"][s][index])
+        rows.append([f"{sigma:.3g}", *[format_number(section["log_likelihood"][s][index])
                                        for s in sources],
-                     _number(section["gaussian_log_density"][index])])
-    lines += _table(["noise std", *sources, "exact Gaussian"], rows)
+                     format_number(section["gaussian_log_density"][index])])
+    lines += markdown_table(["noise std", *sources, "exact Gaussian"], rows)
     beaten = {s: v for s, v in section["noise_beats_data"].items() if v}
     grid = section["noise_sigmas"]
     if beaten:
@@ -119,7 +120,7 @@ def _gaussian(section: dict, report: dict, files: set[str]) -> list[str]:
             for s, v in beaten.items()) + ".", ""]
     else:
         lines += ["No noise level scores above any prior's own data.", ""]
-    return lines + _image(plots.GAUSSIAN_PLOT, "Gaussian noise against sigma", files)
+    return lines + image_link(plots.GAUSSIAN_PLOT, "Gaussian noise against sigma", files)
 
 
 def _separation(section: dict, report: dict, files: set[str]) -> list[str]:
@@ -153,26 +154,27 @@ def _separation(section: dict, report: dict, files: set[str]) -> list[str]:
         rows = []
         for source in [*sources, "all"]:
             rows.append([source] + [
-                f"{_number(values[name][source]['median'], '.2f')} / "
-                f"{_number(values[name][source]['mean'], '.2f')}"
+                f"{format_number(values[name][source]['median'], '.2f')} / "
+                f"{format_number(values[name][source]['mean'], '.2f')}"
                 for name in ("separated", "mix", "oracle")])
         lines += [f"{title}:", ""]
-        lines += _table(["source", "separated", "mix (lower)", "oracle (upper)"], rows)
+        lines += markdown_table(["source", "separated", "mix (lower)", "oracle (upper)"], rows)
     if section.get("sisec"):
         window = section["sisec"]["window"]
         lines += [f"SiSEC SDR (museval, BSSEval v4, median over {window}-sample frames, then "
                   "over mixes):", ""]
-        lines += _table(["source", "SDR"], [[s, _number(v, ".2f")] for s, v
+        lines += markdown_table(["source", "SDR"], [[s, format_number(v, ".2f")] for s, v
                                             in section["sisec"]["median_sdr"].items()])
     elif section.get("sisec_note"):
         lines += [section["sisec_note"] + ".", ""]
-    return lines + _image(plots.SEPARATION_PLOT, "separation", files)
+    return lines + image_link(plots.SEPARATION_PLOT, "separation", files)
 
 
 def _samples(section: dict, report: dict, files: set[str]) -> list[str]:
     sources = report["model"]["sources"]
     lines = [f"One {section['seconds']:g} s sample per source and temperature (a flow's inverse, "
-             "or a score prior's diffusion sampler), at condition sigma = "
+             "a score prior's diffusion sampler, or a WaveNet's sample-by-sample generation), at "
+             "condition sigma = "
              f"{section['sigma']:g}, all temperatures from the same latent draw. RMS / peak / "
              "share of energy in the 8 strongest bins / log-likelihood under the source's own "
              "prior (nats/sample; n/a for a family without a log-density):", ""]
@@ -180,23 +182,23 @@ def _samples(section: dict, report: dict, files: set[str]) -> list[str]:
     for temperature, stats in section["stats"].items():
         rows.append([temperature, *[
             f"{stats[s]['rms']:.3f} / {stats[s]['peak']:.3f} / "
-            f"{_number(stats[s].get('concentration'), '.2f')} / "
-            f"{_number(stats[s]['log_likelihood'])}" + ("" if stats[s]["finite"]
+            f"{format_number(stats[s].get('concentration'), '.2f')} / "
+            f"{format_number(stats[s]['log_likelihood'])}" + ("" if stats[s]["finite"]
                                                          else " (non-finite values zeroed)")
             for s in sources]])
-    lines += _table(["temperature", *sources], rows)
+    lines += markdown_table(["temperature", *sources], rows)
     if section["files"]:
         lines += ["Audio (32-bit float wav): " + ", ".join(
             f"[{name.split('/')[-1]}]({name})" for name in section["files"]) + ".", ""]
-    return lines + _image(plots.SAMPLES_PLOT, "samples", files)
+    return lines + image_link(plots.SAMPLES_PLOT, "samples", files)
 
 
 def _denoising(section: dict, report: dict, files: set[str]) -> list[str]:
     sources = report["model"]["sources"]
     lines = ["Tweedie gain of each source's own prior, 10 log10(|noise|^2 / |D(x + noise) - x|^2) "
              "dB (0: no better than the noisy input):", ""]
-    lines += _table(["sigma", *sources],
-                    [[f"{sigma:g}", *(_number(v, "+.1f") for v in row)]
+    lines += markdown_table(["sigma", *sources],
+                    [[f"{sigma:g}", *(format_number(v, "+.1f") for v in row)]
                      for sigma, row in zip(section["sigmas"], section["gain_db"])])
     for sigma, table in section["cross_denoising"].items():
         lines += [f"Cross-denoising at sigma = {sigma} (rows: data, columns: prior; gain dB, "
@@ -204,22 +206,22 @@ def _denoising(section: dict, report: dict, files: set[str]) -> list[str]:
         rows = []
         for source, values in zip(sources, table):
             best = max(values)
-            rows.append([source] + [f"**{_number(v, '+.1f')}**" if v == best
-                                    else _number(v, "+.1f") for v in values])
-        lines += _table(["data \\ prior", *sources], rows)
+            rows.append([source] + [f"**{format_number(v, '+.1f')}**" if v == best
+                                    else format_number(v, "+.1f") for v in values])
+        lines += markdown_table(["data \\ prior", *sources], rows)
         margin = section["margin_db"][sigma]
         if margin is not None:
             lines += [f"Smallest lead of a source's own prior over the best other: "
-                      f"{_number(margin, '+.1f')} dB.", ""]
+                      f"{format_number(margin, '+.1f')} dB.", ""]
     for sigma, table in section.get("mix_response", {}).items():
         lines += [f"Mix response at sigma = {sigma}: each prior (rows) is given the mix in its "
                   "slot, as the separation sampler starts; gain of each true source (columns) in "
                   "its output. Priors that separate show 1 on the diagonal and 0 elsewhere; "
                   "priors that keep the mix show every source at its mixing weight:", ""]
-        lines += _table(["prior \\ source", *sources],
-                        [[source, *(_number(v, ".2f") for v in row)]
+        lines += markdown_table(["prior \\ source", *sources],
+                        [[source, *(format_number(v, ".2f") for v in row)]
                          for source, row in zip(sources, table)])
-    return lines + _image(plots.DENOISING_PLOT, "cross-denoising", files)
+    return lines + image_link(plots.DENOISING_PLOT, "cross-denoising", files)
 
 
 RENDERERS = {"cross": _cross, "noise": _noise, "constant": _constant, "gaussian": _gaussian,

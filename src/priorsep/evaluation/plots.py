@@ -91,7 +91,7 @@ def plot_cross(section: dict, sources: list[str], path: Path) -> None:
     _save(plt, figure, path)
 
 
-def _heatmap_grid(panels: list[tuple], columns: int, size: float, title: str,
+def heatmap_grid(panels: list[tuple], columns: int, size: float, title: str,
                   path: Path) -> None:
     """Heatmaps side by side, `columns` per row; each panel is the arguments of `_heatmap`
     after the axis: (table, row labels, column labels, title, x label, y label)."""
@@ -113,7 +113,7 @@ def plot_cross_grid(tables: list[dict], sources: list[str], path: Path) -> None:
     """The cross-likelihood at every noise level, one panel per level (data noised to match)."""
     panels = [(section["table"], sources, sources, f"sigma = {section['sigma']:g}", "prior",
                "data") for section in tables]
-    _heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
+    heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
                   "cross-likelihood at each noise level (nats/sample)", path)
 
 
@@ -121,7 +121,7 @@ def plot_cross_denoising(section: dict, sources: list[str], path: Path) -> None:
     """The cross-denoising matrix at each noise level (rows: data, columns: prior; dB)."""
     panels = [(table, sources, sources, f"sigma = {sigma}", "prior", "data")
               for sigma, table in section["cross_denoising"].items()]
-    _heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
+    heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
                   "cross-denoising: Tweedie gain of each prior on each source's data (dB)", path)
 
 
@@ -131,7 +131,7 @@ def plot_noise(section: dict, path: Path) -> None:
     prior_labels = [f"{s:g}" for s in section["prior_sigmas"]]
     panels = [(table, data_labels, prior_labels, source, "prior sigma", "data noised at sigma")
               for source, table in section["by_source"].items()]
-    _heatmap_grid(panels, 2, 0.8 * len(prior_labels) + 2.2,
+    heatmap_grid(panels, 2, 0.8 * len(prior_labels) + 2.2,
                   "noise conditioning: log-likelihood, nats/sample", path)
 
 

@@ -44,10 +44,14 @@ def draw_samples(model: PriorsUnderTest, seconds: float, temperatures: tuple[flo
     drawn = {}
     for index, temperature in enumerate(temperatures):
         generator = torch.Generator().manual_seed(seed)  # the same latent at every temperature
+        within = None
+        if progress is not None:  # samples done within this temperature, in thousandths
+
+            def within(done: int, total: int, index: int = index) -> None:
+                progress(index * 1000 + done * 1000 // max(total, 1), len(temperatures) * 1000)
+
         drawn[temperature] = model.priors.sample(1, length, model.base_sigma, temperature,
-                                                 generator)[0].cpu()
-        if progress is not None:
-            progress(index + 1, len(temperatures))
+                                                 generator, progress=within)[0].cpu()
     return drawn
 
 

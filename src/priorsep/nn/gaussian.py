@@ -54,9 +54,11 @@ class GaussianPriors(SourcePrior):
         return (mean - sources) / variance
 
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
         noise = torch.randn(n, len(self.sources), length, generator=generator)
         mean, variance = self._moments(noise, sigma)
+        if progress is not None:
+            progress(length, length)
         return mean + temperature * variance.sqrt() * noise
 
     def receptive_field(self) -> int:

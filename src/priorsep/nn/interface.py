@@ -15,6 +15,7 @@ Song & Ermon 2019, arXiv 1907.05600 (scores of noise-smoothed densities).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -169,8 +170,13 @@ class SourcePrior(nn.Module):
         return noisy + sigma[..., None].pow(2) * self.score(noisy, sigma)
 
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Draw `n` signals per source.
+
+        Args:
+            progress: called with (done, total) as the drawing goes (a family that draws in
+                one pass calls it once, at the end).
 
         Returns:
             (n, n_sources, length'), length' = length rounded down to `frame_multiple`.

@@ -108,7 +108,7 @@ class SourcePriors(SourcePrior):
 
     @torch.no_grad()
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
         """Draw `n` signals per source through the inverse flow at temperature `temperature`.
 
         Returns:
@@ -127,6 +127,8 @@ class SourcePriors(SourcePrior):
         for flow, zp, s in zip(self.flows, self._parts(z_parts), self._parts(sigma)):
             x, _ = flow.inverse(zp.reshape(n, -1, zp.shape[-1]), s)
             outs.append(x)
+        if progress is not None:
+            progress(length, length)
         return torch.cat(outs, dim=1)
 
     def receptive_field(self) -> int:
@@ -349,7 +351,7 @@ class CombinedPriors(SourcePrior):
 
     @torch.no_grad()
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
         """Draw `n` signals per source, each part through its own inverse flow.
 
         Returns:
@@ -365,6 +367,8 @@ class CombinedPriors(SourcePrior):
             part_sigma = self._part_input(index, positions, channels, sigma)
             drawn = self.parts[index].sample(n, length, part_sigma, temperature, generator)
             pieces.append(drawn[:, channels].to(self._restore.device))
+        if progress is not None:
+            progress(length, length)
         return torch.cat(pieces, dim=1)[:, self._restore]
 
     def receptive_field(self) -> int:

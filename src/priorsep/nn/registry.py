@@ -7,13 +7,14 @@ dataclass in `priorsep.config.ARCHITECTURES`, and one entry here.
 from __future__ import annotations
 
 from priorsep.config import ModelConfig
+from priorsep.nn.autoregressive import WaveNetPriors
 from priorsep.nn.gaussian import GaussianPriors
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.prior import SourcePriors
 from priorsep.nn.score import ScorePriors
 
 FAMILIES: dict[str, type[SourcePrior]] = {"flowavenet": SourcePriors, "score": ScorePriors,
-                                           "gaussian": GaussianPriors}
+                                           "gaussian": GaussianPriors, "wavenet": WaveNetPriors}
 
 
 def build_priors(config: ModelConfig) -> SourcePrior:

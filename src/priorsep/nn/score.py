@@ -361,7 +361,8 @@ class ScorePriors(SourcePrior):
             return (self.denoise(sources, sigma) - sources) / sigma[..., None].pow(2)
 
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, steps: int = 64) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress=None,
+               steps: int = 64) -> torch.Tensor:
         """Unconditional samples by EDM's Heun sampler from the top of the trained noise range.
 
         Args:
@@ -379,8 +380,11 @@ class ScorePriors(SourcePrior):
         config = DiffusionConfig(steps=steps, sigma_max=self.config.sigma_max or 1.0,
                                  sigma_min=float(sigma) if sigma else
                                  max(self.config.sigma_min, 1e-3))
-        return sample_priors(self, n, length, config, temperature=temperature,
-                             generator=generator)
+        drawn = sample_priors(self, n, length, config, temperature=temperature,
+                              generator=generator)
+        if progress is not None:
+            progress(length, length)
+        return drawn
 
     def receptive_field(self) -> int:
         """The whole segment when a spectral view is on; else the time stack's span."""
