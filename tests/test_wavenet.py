@@ -12,6 +12,7 @@ from priorsep.config import ModelConfig, TrainConfig, WaveNetConfig
 from priorsep.nn.autoregressive import Quantiser, compand, expand
 from priorsep.nn.registry import build_priors
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # tiny convolutions: one thread is as fast as two on an idle machine and much faster when
