@@ -18,6 +18,17 @@ def _few_threads():
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for modules of tiny convolutions: as fast as two on an idle machine,
+    and several times faster when another process keeps a core busy (two threads then wait on
+    each other). Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def tiny_flow() -> FlowConfig:
     return TINY_FLOW
 

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from priorsep.amortised import (
     MixesOfSolos,
-    load_posterior,
     posterior_estimate,
     train_posterior,
 )
@@ -21,7 +20,14 @@ from priorsep.config import FlowConfig, PosteriorConfig, TrainConfig
 from priorsep.data.toy import ToySources
 from priorsep.errors import CheckpointError, UsageError
 from priorsep.separation.mixing import Mixing
-from priorsep.storage import CARD_NAME, POSTERIOR_NAME, load_model, read_config
+from priorsep.storage import (
+    CARD_NAME,
+    POSTERIOR_CONFIG_NAME,
+    POSTERIOR_NAME,
+    load_model,
+    load_posterior,
+    read_config,
+)
 from tests.conftest import save_toy_priors
 from tests.hub_server import FakeHub
 from tests.test_hub import hub  # noqa: F401 (the fixture)
@@ -74,6 +80,12 @@ def test_training_raises_the_elbo_and_stores_the_encoder_with_the_priors(priors_
     torch.testing.assert_close(posterior_estimate(loaded, mix, mixing),
                                posterior_estimate(encoder, mix, mixing))
     assert load_posterior(priors_folder) is None
+    typed = json.loads((out / POSTERIOR_CONFIG_NAME).read_text())
+    assert typed["config"] == info["posterior"]["config"] and typed["parameters"] > 0
+    # a folder written before posterior.json: the config in the card's info still loads
+    (out / POSTERIOR_CONFIG_NAME).unlink()
+    torch.testing.assert_close(posterior_estimate(load_posterior(out), mix, mixing),
+                               posterior_estimate(encoder, mix, mixing))
 
 
 def test_resume_continues_bit_for_bit(priors_folder, tmp_path):
@@ -150,6 +162,10 @@ def test_cli_train_posterior_then_separate(priors_folder, tmp_path):
     result = runner.invoke(app, ["train-posterior", str(priors_folder), "--out",
                                  str(tmp_path / "y"), "--frame-length", "100"])
     assert result.exit_code == UsageError.exit_code and "multiple of" in result.stderr
+    result = runner.invoke(app, ["train-posterior", str(priors_folder), "--out",
+                                 str(tmp_path / "y"), "--layers", "0"])
+    assert result.exit_code == UsageError.exit_code
+    assert "--layers: must be a whole number of at least 1" in result.stderr  # not n_layers
 
 
 def test_hub_model_brings_its_posterior(hub: FakeHub, priors_folder, tmp_path):  # noqa: F811

@@ -48,14 +48,7 @@ SMALL = EvaluationConfig(n_examples=4, length=512, sigmas=(0.05, 0.2), noise_exa
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These convolutions are tiny: one thread is as fast as two on an idle machine, and several
-    # times faster when another process keeps a core busy (two threads then wait on each other).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

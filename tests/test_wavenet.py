@@ -12,16 +12,7 @@ from priorsep.config import ModelConfig, TrainConfig, WaveNetConfig
 from priorsep.nn.autoregressive import Quantiser, compand, expand
 from priorsep.nn.registry import build_priors
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convolutions: one thread is as fast as two on an idle machine and much faster when
-    # another process keeps a core busy
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(n_blocks=2, n_layers=3, residual_channels=8, skip_channels=8, classes=16,
             embedding_channels=4)

@@ -9,8 +9,9 @@ truncated normals. Only mixes enter the objective: the sources a toy mix is made
 dropped at once, never paired with it. After training, separating is one forward pass (the
 posterior mean), which is what makes the method faster than real time on a CPU.
 
-The trained encoder lives in the model folder beside the priors: `posterior.safetensors`, with
-its `PosteriorConfig` and training details under `info["posterior"]` of `config.json`.
+The trained encoder lives in the model folder beside the priors: `posterior.safetensors` and
+`posterior.json` (its `PosteriorConfig` and training details), written and read by
+`priorsep.storage.save_posterior` / `load_posterior`.
 
 Reference: the thesis' "Modeling the posteriors" section (M. Frank, University of Amsterdam);
 Kingma & Welling 2014, "Auto-Encoding Variational Bayes", arXiv 1312.6114.
@@ -18,9 +19,7 @@ Kingma & Welling 2014, "Auto-Encoding Variational Bayes", arXiv 1312.6114.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,20 +27,12 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from priorsep.config import FieldError, PosteriorConfig, TrainConfig, from_dict
-from priorsep.errors import ModelFormatError, UsageError
+from priorsep.config import FieldError, PosteriorConfig, TrainConfig
+from priorsep.errors import UsageError
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.prior import SourcePriors
 from priorsep.separation.mixing import Mixing
-from priorsep.storage import (
-    CONFIG_NAME,
-    POSTERIOR_NAME,
-    load_weights,
-    read_config,
-    save_model,
-    save_weights,
-    update_info,
-)
+from priorsep.storage import save_model, save_posterior
 from priorsep.training import (
     Progress,
     distributed_rank,
@@ -205,34 +196,3 @@ def validation_elbo(priors: SourcePriors, encoder: PosteriorEncoder, mixes: torc
     total = sum(elbo(priors, encoder, chunk, mixing, generator).sum().item()
                 for chunk in mixes.split(batch_size))
     return total / mixes.numel()
-
-
-def save_posterior(encoder: PosteriorEncoder, folder: str | os.PathLike,
-                   training: dict[str, Any]) -> None:
-    """Write the encoder into a model folder: weights, and its config under info["posterior"]."""
-    folder = Path(folder)
-    save_weights(encoder, folder / POSTERIOR_NAME)
-    update_info(folder, "posterior", {"config": dataclasses.asdict(encoder.config),
-                                      "parameters": sum(p.numel() for p in encoder.parameters()),
-                                      **training})
-
-
-def load_posterior(folder: str | os.PathLike,
-                   device: str | torch.device = "cpu") -> PosteriorEncoder | None:
-    """The encoder stored in a model folder, or None when it has none."""
-    folder = Path(folder)
-    config, info = read_config(folder)
-    stored = info.get("posterior")
-    if not stored:
-        return None
-    path = folder / POSTERIOR_NAME
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: missing (config.json describes a posterior)")
-    try:
-        posterior_config = from_dict(PosteriorConfig, stored["config"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ModelFormatError(f"{folder / CONFIG_NAME}: invalid posterior config "
-                               f"({error})") from None
-    encoder = PosteriorEncoder(posterior_config, len(config.sources))
-    load_weights(encoder, path)
-    return encoder.to(device).eval()

@@ -52,8 +52,7 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
     """(priors, info, the stored posterior encoder or None, the stored separation settings)
     of a model id; `with_posterior` makes a missing encoder an error."""
     from priorsep import hub
-    from priorsep.amortised import load_posterior
-    from priorsep.storage import CONFIG_NAME, SEPARATION_NAME, read_config
+    from priorsep.storage import CONFIG_NAME, SEPARATION_NAME, load_posterior, read_config
 
     resolved = hub.resolve_model(str(model), notify=notify)
     home = resolved.folder or resolved.top  # a per-level model keeps its settings at the top

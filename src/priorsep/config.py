@@ -383,14 +383,14 @@ class PosteriorConfig:
     """Width of the Gaussian likelihood of the mix given the sources."""
 
     def __post_init__(self) -> None:
-        if self.squeezes < 0 or self.n_layers < 1:
-            raise ValueError("squeezes must be at least 0 and n_layers at least 1")
+        check_counts(self, 0, "squeezes")
+        check_counts(self, 1, "n_layers", "residual_channels", "skip_channels", "kernel_size")
         if self.kernel_size % 2 != 1:
-            raise ValueError("kernel_size must be odd (the WaveNet is non-causal)")
-        if not 0 < self.min_scale < self.initial_scale:
-            raise ValueError("need 0 < min_scale < initial_scale")
-        if self.sigma < 0 or self.gamma <= 0:
-            raise ValueError("sigma must be non-negative and gamma positive")
+            raise FieldError("kernel_size", "must be odd (the WaveNet is non-causal)")
+        check_finite(self, 0.0, math.inf, "min_scale", "gamma", low_open=True)
+        check_finite(self, 0.0, math.inf, "sigma")
+        if not self.min_scale < self.initial_scale:
+            raise FieldError("initial_scale", f"must exceed min_scale ({self.min_scale:g})")
 
     @property
     def frame(self) -> int:

@@ -18,7 +18,6 @@ from typing import Any
 
 from huggingface_hub import ModelCardData
 
-from priorsep.amortised import load_posterior
 from priorsep.config import ModelConfig
 from priorsep.errors import UsageError
 from priorsep.files import atomic_write_text
@@ -28,11 +27,13 @@ from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
     FORMAT_VERSION,
+    POSTERIOR_CONFIG_NAME,
     POSTERIOR_NAME,
     SEPARATION_NAME,
     WEIGHTS_NAME,
     level_folder_name,
     load_model,
+    load_posterior,
     read_config,
     read_separation,
     write_levels,
@@ -119,7 +120,8 @@ def _copy_model(folder: Path, out: Path) -> tuple[ModelConfig, dict[str, Any]]:
     load_posterior(folder)
     out.mkdir(parents=True, exist_ok=True)
     read_separation(folder)
-    optional = [name for name in (POSTERIOR_NAME, SEPARATION_NAME) if (folder / name).is_file()]
+    optional = [name for name in (POSTERIOR_NAME, POSTERIOR_CONFIG_NAME, SEPARATION_NAME)
+                if (folder / name).is_file()]
     for name in [CONFIG_NAME, WEIGHTS_NAME, *optional]:
         shutil.copyfile(folder / name, out / name)  # follows the cache's symlinks
     return read_config(out)

@@ -51,6 +51,7 @@ from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
     LEVELS_NAME,
+    POSTERIOR_CONFIG_NAME,
     POSTERIOR_NAME,
     SEPARATION_NAME,
     WEIGHTS_NAME,
@@ -58,11 +59,12 @@ from priorsep.storage import (
 
 BAG_NAME = "sources.json"
 """A folder holding this file (and no config.json) is a bag of per-source models."""
-LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, SEPARATION_NAME),
+LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME,
+                     SEPARATION_NAME),
            "bag": (BAG_NAME,), "levels": (LEVELS_NAME,)}
 """The files of each kind of folder; the first one tells the kind."""
-OPTIONAL = (CARD_NAME, POSTERIOR_NAME, SEPARATION_NAME)
-"""Files a model folder may lack: the card, and the amortised posterior."""
+OPTIONAL = (CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME, SEPARATION_NAME)
+"""Files a model folder may lack: the card, the amortised posterior and the tuned settings."""
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 Notify = Callable[[str], None]

@@ -20,10 +20,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
+from priorsep.config import (
+    DiffusionConfig,
+    LangevinConfig,
+    ModelConfig,
+    PosteriorConfig,
+    from_dict,
+)
 from priorsep.errors import ModelFormatError
 from priorsep.files import atomic_write, atomic_write_text
 from priorsep.nn.interface import SourcePrior
+from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.registry import build_priors
 
 FORMAT_VERSION = 2
@@ -38,7 +45,10 @@ LEVELS_NAME = "levels.json"
 noise level (`priorsep finetune-noise --sigmas`)."""
 LEVEL_FOLDER = re.compile(r"sigma-(?P<sigma>[0-9.eE+-]+)")
 POSTERIOR_NAME = "posterior.safetensors"
-"""Optional: the amortised posterior encoder (see `priorsep.amortised`)."""
+"""Optional: the amortised posterior encoder's weights (see `priorsep.amortised`)."""
+POSTERIOR_CONFIG_NAME = "posterior.json"
+"""The encoder's configuration ({"config": PosteriorConfig fields, "parameters", "training"});
+folders written before it hold the configuration in `info["posterior"]["config"]`."""
 def model_card(config: ModelConfig, info: dict[str, Any],
                priors: SourcePrior | None = None) -> str:
     """A Markdown model card: what the priors are, what they were trained on, how they score."""
@@ -280,3 +290,43 @@ def write_levels(folder: str | os.PathLike, sigmas: list[float]) -> None:
     """The `levels.json` manifest of the `sigma-<value>/` folders in `folder`."""
     values = {f"{sigma:g}": f"./{level_folder_name(sigma)}" for sigma in sorted(sigmas)}
     atomic_write_text(Path(folder) / LEVELS_NAME, json.dumps({"levels": values}, indent=2) + "\n")
+
+
+def save_posterior(encoder: PosteriorEncoder, folder: str | os.PathLike,
+                   training: dict[str, Any]) -> None:
+    """Write the encoder into a model folder: its weights, its configuration file and the
+    lines of the model card (`info["posterior"]`, for people)."""
+    folder = Path(folder)
+    described = {"config": dataclasses.asdict(encoder.config),
+                 "parameters": sum(p.numel() for p in encoder.parameters())}
+    save_weights(encoder, folder / POSTERIOR_NAME)
+    atomic_write_text(folder / POSTERIOR_CONFIG_NAME,
+                      json.dumps({**described, "training": training}, indent=2) + "\n")
+    update_info(folder, "posterior", {**described, **training})
+
+
+def load_posterior(folder: str | os.PathLike,
+                   device: str | torch.device = "cpu") -> PosteriorEncoder | None:
+    """The encoder stored in a model folder, or None when it has none."""
+    folder = Path(folder)
+    config, info = read_config(folder)
+    stored = info.get("posterior")
+    typed = folder / POSTERIOR_CONFIG_NAME
+    if typed.is_file():
+        try:
+            stored = json.loads(typed.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ModelFormatError(f"{typed}: unreadable ({error})") from None
+    if not stored:
+        return None
+    path = folder / POSTERIOR_NAME
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: missing (config.json describes a posterior)")
+    try:
+        posterior_config = from_dict(PosteriorConfig, stored["config"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelFormatError(f"{typed if typed.is_file() else folder / CONFIG_NAME}: "
+                               f"invalid posterior config ({error})") from None
+    encoder = PosteriorEncoder(posterior_config, len(config.sources))
+    load_weights(encoder, path)
+    return encoder.to(device).eval()

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from priorsep.errors import PriorsepError, TrainingInterrupted
 
@@ -49,6 +50,22 @@ CLICK_EXCEPTION: type[Exception] = next(
     cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 """The usage-error base of the click that Typer runs on: recent Typer vendors its own copy, whose
 exceptions do not derive from an installed `click`'s."""
+
+
+def matrix_view(table, sources, title: str) -> Table:
+    """A sources x sources table (rows: data, columns: prior; a cross-likelihood or
+    cross-denoising matrix) with each row's highest entry in bold and None as n/a."""
+    view = Table(title=title)
+    view.add_column("data \\ prior")
+    for name in sources:
+        view.add_column(name, justify="right")
+    for data_name, row in zip(sources, table):
+        values = [None if v is None else float(v) for v in row]
+        finite = [v for v in values if v is not None]
+        best = max(finite) if finite else None
+        view.add_row(data_name, *["n/a" if v is None else f"[bold]{v:+.2f}[/bold]" if v == best
+                                  else f"{v:+.2f}" for v in values])
+    return view
 
 
 def reports_errors(command):

@@ -16,6 +16,7 @@ from priorsep.cli.app import (
     TerminalProgress,
     app,
     console,
+    matrix_view,
     notice,
     reports_errors,
 )
@@ -44,37 +45,22 @@ class SectionProgress(TerminalProgress):
             self.progress.remove_task(self.tasks.pop(section))
 
 
-def _cross_likelihood_view(table: list[list[float | None]], sources: list[str],
-                           title: str) -> Table:
-    """Rows: data; columns: prior; each row's highest entry in bold."""
-    view = Table(title=title)
-    view.add_column("data \\ prior")
-    for name in sources:
-        view.add_column(name, justify="right")
-    for data_name, row in zip(sources, table):
-        finite = [v for v in row if v is not None]
-        best = max(finite) if finite else None
-        view.add_row(data_name, *["n/a" if v is None else f"[bold]{v:+.2f}[/bold]" if v == best
-                                  else f"{v:+.2f}" for v in row])
-    return view
-
-
 def _print_section(name: str, section: dict, sources: list[str]) -> None:
     """The terminal's view of a finished section: cross-likelihood tables, separation medians."""
     if "skipped" in section:
         notice(f"{name}: skipped ({section['skipped']})")
     elif name == "cross":
-        console.print(_cross_likelihood_view(
+        console.print(matrix_view(
             section["table"], sources,
             f"cross-likelihood, nats/sample, sigma={section['sigma']:g}"))
     elif name == "noise":
         for table in section["cross_likelihood"]:
-            console.print(_cross_likelihood_view(
+            console.print(matrix_view(
                 table["table"], sources, f"cross-likelihood, nats/sample, data and priors at "
                                          f"sigma={table['sigma']:g}"))
     elif name == "denoising":
         for sigma, table in section["cross_denoising"].items():
-            console.print(_cross_likelihood_view(
+            console.print(matrix_view(
                 table, sources, f"cross-denoising, Tweedie gain dB, sigma={sigma}"))
     elif name == "separation":
         view = Table(title="SI-SDR, dB: median / mean over the mixes")

@@ -9,7 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from priorsep.cli.app import DeviceOption, QuietOption, app, console, notice, reports_errors
+from priorsep.cli.app import (
+    DeviceOption,
+    QuietOption,
+    app,
+    console,
+    matrix_view,
+    notice,
+    reports_errors,
+)
 
 
 @app.command("cross-likelihood")
@@ -41,15 +49,8 @@ def cross_likelihood_command(
                 for data_name, row in zip(names, table)}
         print(json.dumps({"sigma": sigma, "log_likelihood": rows}, indent=2))
         return
-    view = Table(title=f"log-likelihood, nats/sample (rows: data, columns: prior), sigma={sigma}")
-    view.add_column("data")
-    for name in names:
-        view.add_column(name, justify="right")
-    for data_name, row in zip(names, table):
-        best = int(row.argmax())
-        view.add_row(data_name, *[f"[bold]{v:+.2f}[/bold]" if j == best else f"{v:+.2f}"
-                                  for j, v in enumerate(row.tolist())])
-    Console().print(view)
+    Console().print(matrix_view(table.tolist(), names, "log-likelihood, nats/sample (rows: "
+                                f"data, columns: prior), sigma={sigma}"))
 
 
 def _human_size(n_bytes: int) -> str:

@@ -53,14 +53,24 @@ def render(params: ToyParams, length: int, sample_rate: int) -> torch.Tensor:
     return (waves * params.amplitude[..., None]).to(torch.float32)
 
 
+FREQUENCY_RANGE = (27.5, 4186.0)
+"""Hz: the piano's range."""
+AMPLITUDE_RANGE = (0.8, 1.0)
+
+
+def params_from_uniform(uniform: torch.Tensor) -> ToyParams:
+    """Parameters from uniform draws (3, ..., n_sources) in [0, 1): frequency, amplitude and
+    phase, each uniform over its range."""
+    (low_f, high_f), (low_a, high_a) = FREQUENCY_RANGE, AMPLITUDE_RANGE
+    return ToyParams(frequency=low_f + uniform[0] * (high_f - low_f),
+                     amplitude=low_a + uniform[1] * (high_a - low_a),
+                     phase=uniform[2] * 2 * math.pi)
+
+
 def random_params(generator: torch.Generator, batch: int) -> ToyParams:
     """Independent parameters for `batch` examples of every source, from a torch generator."""
-    uniform = torch.rand(3, batch, len(SOURCES), generator=generator, dtype=torch.float64)
-    return ToyParams(
-        frequency=27.5 + uniform[0] * (4186.0 - 27.5),
-        amplitude=0.8 + uniform[1] * 0.2,
-        phase=uniform[2] * 2 * math.pi,
-    )
+    return params_from_uniform(
+        torch.rand(3, batch, len(SOURCES), generator=generator, dtype=torch.float64))
 
 
 def random_sources(generator: torch.Generator, batch: int, length: int,
@@ -100,12 +110,8 @@ class ToyDataset:
     def params(self, index: int) -> ToyParams:
         rng = np.random.Generator(np.random.PCG64(
             np.random.SeedSequence((self.seed, self.split_id, index))))
-        uniform = torch.from_numpy(rng.random((3, len(SOURCES)), dtype=np.float64))
-        return ToyParams(
-            frequency=27.5 + uniform[0] * (4186.0 - 27.5),
-            amplitude=0.8 + uniform[1] * 0.2,
-            phase=uniform[2] * 2 * math.pi,
-        )
+        return params_from_uniform(
+            torch.from_numpy(rng.random((3, len(SOURCES)), dtype=np.float64)))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if not 0 <= index < self.n_examples:
