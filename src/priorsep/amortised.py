@@ -31,6 +31,7 @@ from priorsep.config import FieldError, PosteriorConfig, TrainConfig
 from priorsep.errors import UsageError
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.prior import SourcePriors
+from priorsep.separation.langevin import log_likelihood
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import save_model, save_posterior
 from priorsep.training import (
@@ -41,8 +42,6 @@ from priorsep.training import (
     rank_device,
     training_card,
 )
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 class MixData(Protocol):
@@ -88,11 +87,7 @@ def elbo(priors: SourcePriors, encoder: PosteriorEncoder, mix: torch.Tensor, mix
     sources = posterior.rsample(generator)  # (B, N, T)
     log_prior = priors.log_prob(sources, sigma).sum(dim=1)
     entropy = posterior.entropy().sum(dim=(1, 2))
-    residual = mix - mixing(sources)
-    time = mix.shape[-1]
-    log_likelihood = (-0.5 * residual.pow(2).sum(dim=-1) / gamma**2
-                      - time * (math.log(gamma) + 0.5 * _LOG_2PI))
-    return log_prior + entropy + log_likelihood
+    return log_prior + entropy + log_likelihood(sources, mix, mixing, gamma)
 
 
 @torch.no_grad()

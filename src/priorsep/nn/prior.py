@@ -359,9 +359,7 @@ class CombinedPriors(SourcePrior):
         """
         multiple = self.config.frame_multiple
         length = length // multiple * multiple
-        sigma = torch.as_tensor(0.0 if sigma is None else sigma, dtype=torch.float32)
-        if sigma.dim() < 2:
-            sigma = sigma.expand(n, len(self.sources))
+        sigma = expand_sigma(sigma, torch.zeros(n, len(self.sources), 1))
         pieces = []
         for index, positions, channels in self._routes:
             part_sigma = self._part_input(index, positions, channels, sigma)
