@@ -80,6 +80,35 @@ def test_train_with_a_dct_front_end_writes_a_model_that_reloads(tmp_path):
     assert log_prob.shape == (2, 4) and torch.isfinite(log_prob).all()
 
 
+def test_train_from_a_models_config_keeps_its_family_and_architecture(tmp_path):
+    """--config: another model's config.json gives the family and architecture; options on
+    the command line and --set win over it."""
+    first = tmp_path / "first"
+    result = runner.invoke(app, ["train", "--out", str(first), "--steps", "1", "--prior",
+                                 "wavenet", "--n-blocks", "1", "--n-layers", "3", "--width", "8",
+                                 "--set", "skip_channels=8", "--set", "classes=32",
+                                 "--batch-size", "2", "--frame-length", "256", "-q"])
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "second"
+    result = runner.invoke(app, ["train", "--out", str(second), "--steps", "1", "--config",
+                                 str(first / "config.json"), "--n-layers", "2", "--set",
+                                 "classes=16", "--batch-size", "2", "--frame-length", "256",
+                                 "-q"])
+    assert result.exit_code == 0, result.output
+    before = json.loads((first / "config.json").read_text())["model"]
+    after = json.loads((second / "config.json").read_text())["model"]
+    assert after["family"] == "wavenet"
+    assert after["architecture"] == {**before["architecture"], "n_layers": 2, "classes": 16}
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"prior": "score", "architecture": {"bogus": 1}}')
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--config", str(spec)])
+    assert result.exit_code == 2 and f"--config {spec}: bogus: not a field of ScoreConfig" in (
+        result.output.replace("\n", ""))
+    spec.write_text("[1, 2]")
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--config", str(spec)])
+    assert result.exit_code == 2 and "expected a model's config.json" in result.output
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["--dataset", "folder"], 2, "--root: is needed by the folder dataset"),
     (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),

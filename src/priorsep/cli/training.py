@@ -53,15 +53,43 @@ FAMILY_OPTIONS = {
 """`train`'s architecture options and the families they shape."""
 
 
+OPTION_FIELDS = {"width": ("residual_channels", "skip_channels"),
+                 **{name: (name,) for name in FAMILY_OPTIONS if name != "width"}}
+"""`train`'s architecture options -> the architecture fields they set."""
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)  # by name: Typer may bring its own click enum
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def given_elsewhere(ctx: typer.Context, prior: str) -> list[str]:
     """The architecture options given on the command line that do not shape `prior`."""
-
-    def given(name: str) -> bool:  # by name: Typer may bring its own copy of click's enum
-        source = ctx.get_parameter_source(name)
-        return source is not None and source.name == "COMMANDLINE"
-
     return [name for name, families in FAMILY_OPTIONS.items()
-            if prior not in families and given(name)]
+            if prior not in families and given(ctx, name)]
+
+
+def read_architecture_file(path: Path) -> tuple[str, dict]:
+    """(family, architecture fields) from `--config FILE`: a model folder's config.json, or
+    {"prior": family, "architecture": {field: value}}."""
+    import json
+
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"--config {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise UsageError(f"--config {path}: not JSON ({error})") from None
+    if isinstance(values, dict) and isinstance(values.get("model"), dict):  # a model folder's
+        model = values["model"]
+        values = {"prior": model.get("family") or "flowavenet",
+                  "architecture": model.get("architecture", model.get("flow", {}))}
+    if (not isinstance(values, dict) or set(values) - {"prior", "architecture"}
+            or not isinstance(values.get("architecture", {}), dict)):
+        raise UsageError(f"--config {path}: expected a model's config.json or "
+                         '{"prior": ..., "architecture": {...}}')
+    return str(values.get("prior", "flowavenet")), dict(values.get("architecture", {}))
 
 
 def parse_fields(items: list[str]) -> dict:
@@ -108,6 +136,11 @@ def train(
     ] = 0.005,
     sigma_max: Annotated[float, typer.Option(
         help="Score and WaveNet priors: highest training noise level.")] = 2.0,
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", metavar="FILE",
+        help="Start from the family and architecture in FILE: a model folder's config.json "
+             "(train the same kind of priors) or {\"prior\": ..., \"architecture\": {...}}. "
+             "Options given on the command line, and --set, win over it.")] = None,
     set_fields: Annotated[list[str] | None, typer.Option(
         "--set", metavar="FIELD=VALUE",
         help="Set any architecture field of the family's config (FlowConfig, ScoreConfig or "
@@ -156,9 +189,16 @@ def train(
     from priorsep.training import train as run_training
 
     classes = {"flowavenet": FlowConfig, "score": ScoreConfig, "wavenet": WaveNetConfig}
+    fields = parse_fields(set_fields or [])
+    if config_file is not None:
+        file_prior, file_fields = read_architecture_file(config_file)
+        prior = prior if given(ctx, "prior") else file_prior
+        overridden = {field for option, option_fields in OPTION_FIELDS.items()
+                      if given(ctx, option) for field in option_fields}
+        fields = {**{name: value for name, value in file_fields.items()
+                     if name not in overridden and name != "segment_length"}, **fields}
     if prior not in classes:
         raise UsageError(f"--prior {prior}: choose flowavenet, score or wavenet")
-    fields = parse_fields(set_fields or [])
     architecture_class = classes[prior]
     shape = {name: value for name, value in (("n_blocks", n_blocks), ("n_layers", n_layers),
                                              ("residual_channels", width)) if value is not None}
@@ -171,7 +211,9 @@ def train(
     known = {field.name for field in dataclasses.fields(architecture_class)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise UsageError(f"--set {unknown[0]}: not a field of {architecture_class.__name__} "
+        where = ("--set" if unknown[0] in parse_fields(set_fields or [])
+                 else f"--config {config_file}:")
+        raise UsageError(f"{where} {unknown[0]}: not a field of {architecture_class.__name__} "
                          f"({', '.join(sorted(known))})")
     try:
         if prior == "score":
