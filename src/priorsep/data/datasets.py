@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from priorsep.config import FieldError
+from priorsep.data import DATASETS
 from priorsep.data.folders import FolderMixes, FolderSources
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import UsageError
@@ -40,7 +41,7 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
         validation = data.sample(generator, VALIDATION_EXAMPLES, frame_length)
         info = {"training": {"dataset": f"folder {root} (validation: fixed crops of it)"}}
         return data, validation, info
-    raise UsageError(f"unknown dataset {name!r}; use toy or folder")
+    raise UsageError(f"unknown dataset {name!r}; use {' or '.join(DATASETS['train'])}")
 
 
 def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sample_rate: int,
@@ -52,6 +53,8 @@ def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sa
     """
     from priorsep.amortised import MixesOfSolos
 
+    if name not in DATASETS["posterior"]:
+        raise UsageError(f"unknown dataset {name!r}; use {', '.join(DATASETS['posterior'])}")
     if name == "mixes":
         if root is None:
             raise FieldError("root", "is needed by the mixes dataset (a folder of mix "

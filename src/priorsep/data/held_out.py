@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 
 from priorsep.config import FieldError
+from priorsep.data import DATASETS as USES
 from priorsep.data.folders import FolderSources
 from priorsep.data.musdb import STEMS, MusdbWav
 from priorsep.data.toy import SOURCES as TOY_SOURCES
 from priorsep.data.toy import ToyDataset
 from priorsep.errors import DatasetError, UsageError
 
-DATASETS = ("toy", "musdb", "folder")
+DATASETS = USES["evaluate"]
 
 
 @dataclass(frozen=True)
