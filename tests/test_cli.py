@@ -91,14 +91,16 @@ def test_train_from_a_models_config_keeps_its_family_and_architecture(tmp_path):
     assert result.exit_code == 0, result.output
     second = tmp_path / "second"
     result = runner.invoke(app, ["train", "--out", str(second), "--steps", "1", "--config",
-                                 str(first / "config.json"), "--n-layers", "2", "--set",
-                                 "classes=16", "--batch-size", "2", "--frame-length", "256",
-                                 "-q"])
+                                 str(first / "config.json"), "--n-layers", "2", "--width", "16",
+                                 "--set", "classes=16", "--batch-size", "2", "--frame-length",
+                                 "256", "-q"])
     assert result.exit_code == 0, result.output
     before = json.loads((first / "config.json").read_text())["model"]
     after = json.loads((second / "config.json").read_text())["model"]
     assert after["family"] == "wavenet"
-    assert after["architecture"] == {**before["architecture"], "n_layers": 2, "classes": 16}
+    # --width sets a WaveNet's residual channels only: the file's skip channels stay
+    assert after["architecture"] == {**before["architecture"], "n_layers": 2, "classes": 16,
+                                     "residual_channels": 16}
     spec = tmp_path / "spec.json"
     spec.write_text('{"prior": "score", "architecture": {"bogus": 1}}')
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--config", str(spec)])

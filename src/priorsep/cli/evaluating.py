@@ -168,12 +168,12 @@ def evaluate_command(
                                                 on_section=on_section)
     if len(models) == 1:
         written = write_report(evaluations[labels[0]], out, json_only=json_only, notify=notice)
-        result = evaluations[labels[0]].report
+        if json_only:
+            print(json.dumps(evaluations[labels[0]].report, indent=2, ensure_ascii=False))
     else:
         written = write_comparison(evaluations, out, json_only=json_only, notify=notice)
-        result = json.loads((out / COMPARISON_NAME).read_text(encoding="utf-8"))
-    if json_only:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        if json_only:  # the file as written
+            print((out / COMPARISON_NAME).read_text(encoding="utf-8"), end="")
     if not quiet:
         plots = sum(path.suffix == ".png" for path in written)
         json_name = "report.json" if len(models) == 1 else (

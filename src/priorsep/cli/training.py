@@ -53,9 +53,10 @@ FAMILY_OPTIONS = {
 """`train`'s architecture options and the families they shape."""
 
 
-OPTION_FIELDS = {"width": ("residual_channels", "skip_channels"),
-                 **{name: (name,) for name in FAMILY_OPTIONS if name != "width"}}
-"""`train`'s architecture options -> the architecture fields they set."""
+WIDTH_FIELDS = {"flowavenet": ("residual_channels", "skip_channels"),
+                "wavenet": ("residual_channels",)}
+"""The architecture fields `--width` sets, per family (the others' fields are named as their
+options)."""
 
 
 def given(ctx: typer.Context, name: str) -> bool:
@@ -189,19 +190,22 @@ def train(
     from priorsep.training import train as run_training
 
     classes = {"flowavenet": FlowConfig, "score": ScoreConfig, "wavenet": WaveNetConfig}
-    fields = parse_fields(set_fields or [])
+    set_values = parse_fields(set_fields or [])
+    file_fields = {}
     if config_file is not None:
         file_prior, file_fields = read_architecture_file(config_file)
         prior = prior if given(ctx, "prior") else file_prior
-        overridden = {field for option, option_fields in OPTION_FIELDS.items()
-                      if given(ctx, option) for field in option_fields}
-        fields = {**{name: value for name, value in file_fields.items()
-                     if name not in overridden and name != "segment_length"}, **fields}
     if prior not in classes:
         raise UsageError(f"--prior {prior}: choose flowavenet, score or wavenet")
     architecture_class = classes[prior]
+    width_fields = WIDTH_FIELDS.get(prior, ())
+    # the fields the shape options set (None: not given, the family's default)
     shape = {name: value for name, value in (("n_blocks", n_blocks), ("n_layers", n_layers),
-                                             ("residual_channels", width)) if value is not None}
+                                             *((field, width) for field in width_fields))
+             if value is not None}
+    overridden = set(shape) | {name for name in FAMILY_OPTIONS if given(ctx, name)}
+    fields = {**{name: value for name, value in file_fields.items()
+                 if name not in overridden and name != "segment_length"}, **set_values}
     misplaced = given_elsewhere(ctx, prior)
     if misplaced:
         option = misplaced[0]
@@ -211,8 +215,7 @@ def train(
     known = {field.name for field in dataclasses.fields(architecture_class)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        where = ("--set" if unknown[0] in parse_fields(set_fields or [])
-                 else f"--config {config_file}:")
+        where = "--set" if unknown[0] in set_values else f"--config {config_file}:"
         raise UsageError(f"{where} {unknown[0]}: not a field of {architecture_class.__name__} "
                          f"({', '.join(sorted(known))})")
     try:
@@ -224,14 +227,10 @@ def train(
             architecture = WaveNetConfig(**{**shape, **fields})
             noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
         else:
-            width = FlowConfig.residual_channels if width is None else width
             architecture = FlowConfig(**{
-                "n_blocks": FlowConfig.n_blocks if n_blocks is None else n_blocks,
                 "early_squeezes": early_squeezes, "n_flows": n_flows,
-                "n_layers": FlowConfig.n_layers if n_layers is None else n_layers,
-                "residual_channels": width, "skip_channels": width,
                 "cond_channels": cond_channels, "permutation": permutation,
-                "frame_transform": frame_transform, **fields})
+                "frame_transform": frame_transform, **shape, **fields})
             noise = {}
         train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
@@ -239,8 +238,7 @@ def train(
                                    seed=seed, **noise)
         ModelConfig(sample_rate=sample_rate, architecture=architecture)  # checks the rate
     except (ValueError, TypeError) as error:
-        widths = ({"residual_channels": "--width", "skip_channels": "--width"}
-                  if prior == "flowavenet" else {"residual_channels": "--width"})
+        widths = dict.fromkeys(width_fields, "--width")
         raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
     data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,

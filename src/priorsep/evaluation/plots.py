@@ -92,7 +92,7 @@ def plot_cross(section: dict, sources: list[str], path: Path) -> None:
 
 
 def heatmap_grid(panels: list[tuple], columns: int, size: float, title: str,
-                  path: Path) -> None:
+                 path: Path) -> None:
     """Heatmaps side by side, `columns` per row; each panel is the arguments of `_heatmap`
     after the axis: (table, row labels, column labels, title, x label, y label)."""
     plt = pyplot()
@@ -114,7 +114,7 @@ def plot_cross_grid(tables: list[dict], sources: list[str], path: Path) -> None:
     panels = [(section["table"], sources, sources, f"sigma = {section['sigma']:g}", "prior",
                "data") for section in tables]
     heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
-                  "cross-likelihood at each noise level (nats/sample)", path)
+                 "cross-likelihood at each noise level (nats/sample)", path)
 
 
 def plot_cross_denoising(section: dict, sources: list[str], path: Path) -> None:
@@ -122,7 +122,7 @@ def plot_cross_denoising(section: dict, sources: list[str], path: Path) -> None:
     panels = [(table, sources, sources, f"sigma = {sigma}", "prior", "data")
               for sigma, table in section["cross_denoising"].items()]
     heatmap_grid(panels, 3, 1.1 * len(sources) + 1.6,
-                  "cross-denoising: Tweedie gain of each prior on each source's data (dB)", path)
+                 "cross-denoising: Tweedie gain of each prior on each source's data (dB)", path)
 
 
 def plot_noise(section: dict, path: Path) -> None:
@@ -132,7 +132,7 @@ def plot_noise(section: dict, path: Path) -> None:
     panels = [(table, data_labels, prior_labels, source, "prior sigma", "data noised at sigma")
               for source, table in section["by_source"].items()]
     heatmap_grid(panels, 2, 0.8 * len(prior_labels) + 2.2,
-                  "noise conditioning: log-likelihood, nats/sample", path)
+                 "noise conditioning: log-likelihood, nats/sample", path)
 
 
 def plot_gaussian(section: dict, path: Path) -> None:
