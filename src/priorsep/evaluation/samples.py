@@ -52,6 +52,8 @@ def draw_samples(model: PriorsUnderTest, seconds: float, temperatures: tuple[flo
 
         drawn[temperature] = model.priors.sample(1, length, model.base_sigma, temperature,
                                                  generator, progress=within)[0].cpu()
+        if progress is not None:  # families that draw in one pass report nothing themselves
+            progress((index + 1) * 1000, len(temperatures) * 1000)
     return drawn
 
 

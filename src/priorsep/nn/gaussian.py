@@ -57,8 +57,6 @@ class GaussianPriors(SourcePrior):
                generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
         noise = torch.randn(n, len(self.sources), length, generator=generator)
         mean, variance = self._moments(noise, sigma)
-        if progress is not None:
-            progress(length, length)
         return mean + temperature * variance.sqrt() * noise
 
     def receptive_field(self) -> int:

@@ -175,8 +175,8 @@ class SourcePrior(nn.Module):
         """Draw `n` signals per source.
 
         Args:
-            progress: called with (done, total) as the drawing goes (a family that draws in
-                one pass calls it once, at the end).
+            progress: called with (done, total) as the drawing goes, by a family that draws
+                step by step (the WaveNet); one that draws in one pass does not call it.
 
         Returns:
             (n, n_sources, length'), length' = length rounded down to `frame_multiple`.

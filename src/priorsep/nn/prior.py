@@ -127,8 +127,6 @@ class SourcePriors(SourcePrior):
         for flow, zp, s in zip(self.flows, self._parts(z_parts), self._parts(sigma)):
             x, _ = flow.inverse(zp.reshape(n, -1, zp.shape[-1]), s)
             outs.append(x)
-        if progress is not None:
-            progress(length, length)
         return torch.cat(outs, dim=1)
 
     def receptive_field(self) -> int:
@@ -365,8 +363,6 @@ class CombinedPriors(SourcePrior):
             part_sigma = self._part_input(index, positions, channels, sigma)
             drawn = self.parts[index].sample(n, length, part_sigma, temperature, generator)
             pieces.append(drawn[:, channels].to(self._restore.device))
-        if progress is not None:
-            progress(length, length)
         return torch.cat(pieces, dim=1)[:, self._restore]
 
     def receptive_field(self) -> int:

@@ -380,11 +380,8 @@ class ScorePriors(SourcePrior):
         config = DiffusionConfig(steps=steps, sigma_max=self.config.sigma_max or 1.0,
                                  sigma_min=float(sigma) if sigma else
                                  max(self.config.sigma_min, 1e-3))
-        drawn = sample_priors(self, n, length, config, temperature=temperature,
-                              generator=generator)
-        if progress is not None:
-            progress(length, length)
-        return drawn
+        return sample_priors(self, n, length, config, temperature=temperature,
+                             generator=generator)
 
     def receptive_field(self) -> int:
         """The whole segment when a spectral view is on; else the time stack's span."""
