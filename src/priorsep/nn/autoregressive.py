@@ -245,9 +245,6 @@ class WaveNetPriors(SourcePrior):
             self.nets = nn.ModuleList(CausalWaveNet(arch, 1) for _ in range(n_sources))
         self.quantiser = Quantiser(arch.classes, arch.quantisation, arch.mu)
 
-    def _parts(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        return [tensor] if self.config.grouped else list(tensor.split(1, dim=1))
-
     def forward(self, sources: torch.Tensor, sigma) -> torch.Tensor:
         """Logits of every sample given the samples before it.
 
@@ -262,7 +259,7 @@ class WaveNetPriors(SourcePrior):
         conditioning = sigma.clamp_min(CLEAN_SIGMA)
         shifted = functional.pad(sources, (1, -1)) * input_scale(sigma)
         return torch.cat([net(x, s) for net, x, s in zip(
-            self.nets, self._parts(shifted), self._parts(conditioning))], dim=1)
+            self.nets, self.per_module(shifted), self.per_module(conditioning))], dim=1)
 
     def smoothed_log_density(self, logits: torch.Tensor, sources: torch.Tensor,
                              sigma: torch.Tensor) -> torch.Tensor:
@@ -331,10 +328,10 @@ class WaveNetPriors(SourcePrior):
             return out
         scale = input_scale(sigma)
         conditioning = sigma.clamp_min(CLEAN_SIGMA)
-        states = [net.start(s) for net, s in zip(self.nets, self._parts(conditioning))]
+        states = [net.start(s) for net, s in zip(self.nets, self.per_module(conditioning))]
         column = torch.zeros(n, n_sources, 1, device=device)
         for t in range(length):
-            draw(torch.cat([state.step(x) for state, x in zip(states, self._parts(column))],
+            draw(torch.cat([state.step(x) for state, x in zip(states, self.per_module(column))],
                            dim=1), t)
             column = out[:, :, t:t + 1] * scale
         return out

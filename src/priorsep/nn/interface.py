@@ -107,6 +107,11 @@ class SourcePrior(nn.Module):
         `frame_multiple` works alike)."""
         return None
 
+    def per_module(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """(batch, n_sources, ...) split as a family's modules hold the sources: whole for one
+        grouped module (`config.grouped`), else one source per module."""
+        return [tensor] if self.config.grouped else list(tensor.split(1, dim=1))
+
     @property
     def device(self) -> torch.device:
         for tensor in self.parameters():

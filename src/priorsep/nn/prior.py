@@ -80,11 +80,6 @@ class SourcePriors(SourcePrior):
         else:
             self.flows = nn.ModuleList(FloWaveNet(config.architecture) for _ in range(n_sources))
 
-    def _parts(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        if self.config.grouped:
-            return [tensor]
-        return list(tensor.split(1, dim=1))
-
     def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
         """Log-likelihood of each source under its own prior.
 
@@ -98,7 +93,7 @@ class SourcePriors(SourcePrior):
         sigma = expand_sigma(sigma, sources)
         parts = [
             flow.log_prob(x, s)
-            for flow, x, s in zip(self.flows, self._parts(sources), self._parts(sigma))
+            for flow, x, s in zip(self.flows, self.per_module(sources), self.per_module(sigma))
         ]
         return torch.cat(parts, dim=1)
 
@@ -124,7 +119,7 @@ class SourcePriors(SourcePrior):
         # (n, N*F, T/F) -> (n, N, F, T/F): the latent channels of each source stay together
         z_parts = z.view(n, n_sources, factor, -1)
         outs = []
-        for flow, zp, s in zip(self.flows, self._parts(z_parts), self._parts(sigma)):
+        for flow, zp, s in zip(self.flows, self.per_module(z_parts), self.per_module(sigma)):
             x, _ = flow.inverse(zp.reshape(n, -1, zp.shape[-1]), s)
             outs.append(x)
         return torch.cat(outs, dim=1)
