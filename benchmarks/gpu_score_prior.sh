@@ -13,7 +13,7 @@ out=${1:?OUT_DIR}
 seconds=${2:-480}
 shift $(( $# >= 2 ? 2 : 1 ))
 options=(--prior score --dataset toy --out "$out" --device cuda --steps 200000
-         --batch-size 64 --frame-length 4096 --lr 5e-4 --sigma-min 0.005 --sigma-max 8
+         --batch-size 64 --crop-length 4096 --lr 5e-4 --sigma-min 0.005 --sigma-max 8
          --checkpoint-every 500 --eval-every 2000
          --set time_channels=96 --set spectral_channels=96 --set spectral_layers=10
          --set spectral_cycle=10 "$@")

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--frame-length", type=int, default=4096)
+    parser.add_argument("--crop-length", type=int, default=4096)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     flows = {
@@ -51,7 +51,7 @@ def main() -> None:
                                                                  skip_channels=32),
     }
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size} x 4 "
-          f"sources x {args.frame_length} samples")
+          f"sources x {args.crop_length} samples")
     print("| architecture | layout | train samples/s | inference samples/s |")
     print("|---|---|---|---|")
     for label, flow in flows.items():
@@ -60,7 +60,7 @@ def main() -> None:
             torch.manual_seed(0)
             priors = SourcePriors(ModelConfig(architecture=flow, grouped=grouped))
             optimizer = torch.optim.Adam(priors.parameters(), lr=1e-4)
-            x = torch.randn(args.batch_size, 4, args.frame_length) * 0.5
+            x = torch.randn(args.batch_size, 4, args.crop_length) * 0.5
             priors.train()
             with torch.no_grad():
                 priors(x)
@@ -79,7 +79,7 @@ def main() -> None:
             calls[grouped, "infer"] = infer
         seconds = time_alternately(calls, args.repeats)
         results = {g: (seconds[g, "train"], seconds[g, "infer"]) for g in (True, False)}
-        samples = args.batch_size * 4 * args.frame_length
+        samples = args.batch_size * 4 * args.crop_length
         for grouped, (train_s, infer_s) in results.items():
             layout = "grouped" if grouped else "separate"
             print(f"| {label} | {layout} | {samples / train_s:,.0f} | {samples / infer_s:,.0f} |")

@@ -106,7 +106,7 @@ def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor, sta
             continue
         initial = truth[first:first + batch_size]
         if start == "halfway":
-            initial = 0.5 * (initial + separator.mixing.spread(chunk, initial.shape[1]))
+            initial = 0.5 * (initial + separator.mixing.least_norm_sources(chunk, initial.shape[1]))
         if separator.method == "diffusion":
             config = dataclasses.replace(separator.diffusion,
                                          sigma_max=min(start_sigma,

@@ -20,7 +20,7 @@ if __name__ == "__main__":
     flow = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=2, n_layers=2, residual_channels=8,
                       skip_channels=8, cond_channels=4)
     priors = train(ModelConfig(architecture=flow),
-                   TrainConfig(steps=4, batch_size=2, frame_length=256, checkpoint_every=2,
+                   TrainConfig(steps=4, batch_size=2, crop_length=256, checkpoint_every=2,
                                seed=5),
                    ToySources(), out)
     rank = torch.distributed.get_rank()
@@ -29,7 +29,7 @@ if __name__ == "__main__":
     # the amortised posterior trains through the same data-parallel loop
     encoder = train_posterior(
         priors, PosteriorConfig(squeezes=1, n_layers=2, residual_channels=8, skip_channels=8),
-        TrainConfig(steps=2, batch_size=2, frame_length=256, seed=5),
+        TrainConfig(steps=2, batch_size=2, crop_length=256, seed=5),
         MixesOfSolos(ToySources(), Mixing("mean")), out / "amortised")
     state = {k: v.contiguous() for k, v in encoder.state_dict().items()}
     save_file(state, str(out / f"encoder-{rank}.safetensors"))

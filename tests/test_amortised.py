@@ -49,7 +49,7 @@ def priors_folder(tmp_path_factory):
 def _train(priors_folder, out, steps, resume=False):
     priors = load_model(priors_folder)
     data = MixesOfSolos(ToySources(), Mixing.from_config(priors.config))
-    config = TrainConfig(steps=steps, batch_size=2, frame_length=256, lr=3e-3,
+    config = TrainConfig(steps=steps, batch_size=2, crop_length=256, lr=3e-3,
                          checkpoint_every=1)
     return train_posterior(priors, POSTERIOR, config, data, out, resume=resume,
                            priors_info=read_config(priors_folder)[1],
@@ -62,7 +62,7 @@ def test_training_raises_the_elbo_and_stores_the_encoder_with_the_priors(priors_
     losses = []
     priors = load_model(priors_folder)
     data = MixesOfSolos(ToySources(), Mixing.from_config(priors.config))
-    config = TrainConfig(steps=40, batch_size=4, frame_length=256, lr=3e-3, checkpoint_every=20)
+    config = TrainConfig(steps=40, batch_size=4, crop_length=256, lr=3e-3, checkpoint_every=20)
     encoder = train_posterior(priors, POSTERIOR, config, data, tmp_path / "out",
                               priors_info=read_config(priors_folder)[1],
                               on_progress=lambda p: losses.append(p.loss))
@@ -95,7 +95,7 @@ def test_resume_continues_bit_for_bit(priors_folder, tmp_path):
     interrupted = tmp_path / "c"
     priors = load_model(priors_folder)
     data = MixesOfSolos(ToySources(), Mixing.from_config(priors.config))
-    config = TrainConfig(steps=4, batch_size=2, frame_length=256, lr=3e-3, checkpoint_every=1)
+    config = TrainConfig(steps=4, batch_size=2, crop_length=256, lr=3e-3, checkpoint_every=1)
 
     def stop_at_two(progress):
         if progress.step == 2:
@@ -137,7 +137,7 @@ def test_separator_methods(priors_folder, tmp_path):
 def test_cli_train_posterior_then_separate(priors_folder, tmp_path):
     out = tmp_path / "model"
     result = runner.invoke(app, ["train-posterior", str(priors_folder), "--out", str(out),
-                                 "--steps", "2", "--batch-size", "2", "--frame-length", "256",
+                                 "--steps", "2", "--batch-size", "2", "--crop-length", "256",
                                  "--layers", "2", "--width", "8", "--squeezes", "1",
                                  "--sigma", "0.1", "--gamma", "0.1", "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -160,7 +160,7 @@ def test_cli_train_posterior_then_separate(priors_folder, tmp_path):
                                  str(out), "--method", "posterior", "--steps", "10"])
     assert result.exit_code == UsageError.exit_code and "--steps" in result.stderr
     result = runner.invoke(app, ["train-posterior", str(priors_folder), "--out",
-                                 str(tmp_path / "y"), "--frame-length", "100"])
+                                 str(tmp_path / "y"), "--crop-length", "100"])
     assert result.exit_code == UsageError.exit_code and "multiple of" in result.stderr
     result = runner.invoke(app, ["train-posterior", str(priors_folder), "--out",
                                  str(tmp_path / "y"), "--layers", "0"])

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from priorsep.cli import app
 
 TINY = ["--n-blocks", "2", "--early-squeezes", "0", "--n-flows", "2", "--n-layers", "2",
-        "--width", "8", "--cond-channels", "4", "--batch-size", "2", "--frame-length", "256"]
+        "--width", "8", "--cond-channels", "4", "--batch-size", "2", "--crop-length", "256"]
 runner = CliRunner()
 
 
@@ -87,12 +87,12 @@ def test_train_from_a_models_config_keeps_its_family_and_architecture(tmp_path):
     result = runner.invoke(app, ["train", "--out", str(first), "--steps", "1", "--prior",
                                  "wavenet", "--n-blocks", "1", "--n-layers", "3", "--width", "8",
                                  "--set", "skip_channels=8", "--set", "classes=32",
-                                 "--batch-size", "2", "--frame-length", "256", "-q"])
+                                 "--batch-size", "2", "--crop-length", "256", "-q"])
     assert result.exit_code == 0, result.output
     second = tmp_path / "second"
     result = runner.invoke(app, ["train", "--out", str(second), "--steps", "1", "--config",
                                  str(first / "config.json"), "--n-layers", "2", "--width", "16",
-                                 "--set", "classes=16", "--batch-size", "2", "--frame-length",
+                                 "--set", "classes=16", "--batch-size", "2", "--crop-length",
                                  "256", "-q"])
     assert result.exit_code == 0, result.output
     before = json.loads((first / "config.json").read_text())["model"]
@@ -115,17 +115,17 @@ def test_train_from_a_models_config_keeps_its_family_and_architecture(tmp_path):
     (["--dataset", "folder"], 2, "--root: is needed by the folder dataset"),
     (["--dataset", "folder", "--root", "/nonexistent"], 4, "no such folder"),
     (["--dataset", "nope"], 2, "unknown dataset"),
-    (["--frame-length", "102"], 2, "multiple of"),
+    (["--crop-length", "102"], 2, "multiple of"),
     (["--frame-transform", "wavelet"], 2, "unknown frame_transform"),
     (["--frame-transform", "dct"], 2, "needs early_squeezes >= 1"),
     (["--lr", "inf"], 2, "--lr: must be a finite number above 0, got inf"),
     (["--lr", "nan"], 2, "--lr: must be a finite number"),
     (["--checkpoint-every", "0"], 2, "--checkpoint-every: must be a whole number of at least 1"),
     (["--sample-rate", "0"], 2, "--sample-rate: must be positive"),
-    (["--frame-length", "0"], 2, "--frame-length: must be a whole number of at least 1"),
+    (["--crop-length", "0"], 2, "--crop-length: must be a whole number of at least 1"),
     (["--batch-size", "0"], 2, "--batch-size:"),
     (["--lr-decay", "1.5"], 2, "--lr-decay: must be a finite number in (0, 1]"),
-    (["--prior", "score", "--frame-length", "4096", "--set", "sigma_data=0"], 2,
+    (["--prior", "score", "--crop-length", "4096", "--set", "sigma_data=0"], 2,
      "sigma_data must be positive"),
     (["--prior", "score", "--n-layers", "3"], 2,
      "--n-layers does not apply to score priors (it sets flowavenet, wavenet priors"),
@@ -199,7 +199,7 @@ def test_installed_executable_trains_and_reports_errors(tmp_path):
 def test_finetune_noise_continuous_and_per_level(tmp_path):
     clean = str(tmp_path / "clean")
     assert runner.invoke(app, ["train", "--out", clean, "--steps", "2", *TINY]).exit_code == 0
-    finetune_tiny = ["--batch-size", "2", "--frame-length", "256", "--steps", "2"]
+    finetune_tiny = ["--batch-size", "2", "--crop-length", "256", "--steps", "2"]
     result = runner.invoke(app, ["finetune-noise", clean, "--out", str(tmp_path / "cond"),
                                  "--sigma-min", "0.02", "--sigma-max", "0.5", *finetune_tiny])
     assert result.exit_code == 0, result.output

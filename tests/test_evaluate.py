@@ -40,7 +40,7 @@ from tests.conftest import TINY_FLOW
 # Wide enough a receptive field (364 samples) to tell the four waveforms apart after 80 steps;
 # with this seed every source's own prior wins its row by >= 0.2 nats/sample.
 ORDERING_FLOW = dataclasses.replace(TINY_FLOW, n_layers=4)
-ORDERING_TRAINING = TrainConfig(steps=80, batch_size=4, frame_length=512, lr=1e-2,
+ORDERING_TRAINING = TrainConfig(steps=80, batch_size=4, crop_length=512, lr=1e-2,
                                 checkpoint_every=1000, seed=0)
 SMALL = EvaluationConfig(n_examples=4, length=512, sigmas=(0.05, 0.2), noise_examples=2,
                          separation_mixes=2, separation_seconds=0.032, separation_steps=4,
@@ -98,7 +98,7 @@ def test_report_has_every_section_with_the_right_shapes(full_evaluation, models)
     assert all(np.shape(table) == (3, 2) for table in noise["by_source"].values())
     assert [table["sigma"] for table in noise["cross_likelihood"]] == [0.05, 0.2]
     constant = sections["constant"]
-    multiple = config.frame_multiple
+    multiple = config.length_multiple
     assert constant["length"] == math.ceil(364 / multiple) * multiple
     assert [c["sigma"] for c in constant["conditions"]] == [0.0, 0.05, 0.2]
     assert constant["inputs"] == ["constant 0", "constant 1", "N(0, 0.5²)"]

@@ -78,7 +78,7 @@ def family(request):
 def test_interface(family):
     name, priors = family
     assert priors.sources == TOY and priors.sample_rate == 16000
-    assert priors.receptive_field() >= 1 and 256 % priors.frame_multiple == 0
+    assert priors.receptive_field() >= 1 and 256 % priors.length_multiple == 0
     x = torch.randn(3, 4, 256) * 0.5
     score = priors.score(x, 0.1)
     assert score.shape == x.shape and torch.isfinite(score).all()
@@ -129,7 +129,7 @@ def test_two_training_steps_change_the_weights_and_write_a_folder(name, tmp_path
              else {})
     torch.manual_seed(0)
     before = build_priors(config).state_dict()
-    trained = train(config, TrainConfig(steps=2, batch_size=2, frame_length=256, seed=0,
+    trained = train(config, TrainConfig(steps=2, batch_size=2, crop_length=256, seed=0,
                                         **noise),
                     ToySources(), tmp_path, validation=validation)
     changed = [key for key, value in trained.state_dict().items()

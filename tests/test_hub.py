@@ -401,7 +401,7 @@ def test_combined_config_keeps_what_the_parts_share():
     other = ModelConfig(sources=("c",), architecture=deeper, mixing="gains", gains=(3.0,),
                         sigma_min=0.1, sigma_max=1.0)
     config = combine_configs([gains, other], [SourceRef("b", 0, "b"), SourceRef("c", 1, "c")])
-    assert (config.sources, config.gains, config.frame_multiple) == (("b", "c"), (2.0, 3.0),
+    assert (config.sources, config.gains, config.length_multiple) == (("b", "c"), (2.0, 3.0),
                                                                           4)
     assert (config.sigma_min, config.sigma_max) == (0.1, 0.5)
     mean = ModelConfig(sources=("d",), architecture=TINY_FLOW)

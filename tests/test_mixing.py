@@ -16,7 +16,7 @@ def test_mixing_is_the_weighted_sum(mixing):
 
 
 @pytest.mark.parametrize("mixing", MIXINGS, ids=lambda m: m.kind)
-def test_adjoint_spread_and_project(mixing):
+def test_adjoint_least_norm_sources_and_project(mixing):
     generator = torch.Generator().manual_seed(0)
     sources = torch.randn(2, 3, 10, generator=generator)
     residual = torch.randn(2, 10, generator=generator)
@@ -24,17 +24,19 @@ def test_adjoint_spread_and_project(mixing):
     torch.testing.assert_close((mixing(sources) * residual).sum(),
                                (sources * mixing.adjoint(residual, 3)).sum())
     mix = torch.randn(2, 10, generator=generator)
-    torch.testing.assert_close(mixing(mixing.spread(mix, 3)), mix)
+    torch.testing.assert_close(mixing(mixing.least_norm_sources(mix, 3)), mix)
     projected = mixing.project(sources, mix)
     torch.testing.assert_close(mixing(projected), mix)
     # the projection moves only along the mixing direction
     torch.testing.assert_close(mixing.project(projected, mix), projected)
 
 
-def test_spread_of_the_mean_is_the_mix_in_every_slot():
+def test_least_norm_sources_of_the_mean_are_the_mix_in_every_slot():
     mix = torch.randn(4, 7)
-    torch.testing.assert_close(Mixing("mean").spread(mix, 3), mix[:, None].expand(4, 3, 7))
-    torch.testing.assert_close(Mixing("sum").spread(mix, 4), mix[:, None].expand(4, 4, 7) / 4)
+    torch.testing.assert_close(Mixing("mean").least_norm_sources(mix, 3),
+                               mix[:, None].expand(4, 3, 7))
+    torch.testing.assert_close(Mixing("sum").least_norm_sources(mix, 4),
+                               mix[:, None].expand(4, 4, 7) / 4)
 
 
 def test_from_config_and_validation():

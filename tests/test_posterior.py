@@ -67,12 +67,12 @@ def test_untrained_encoder_proposes_the_mix_and_checks_lengths():
     encoder = PosteriorEncoder(config, n_sources=3)
     mix = 0.4 * torch.randn(2, 64)
     mixing = Mixing("mean")
-    posterior = encoder(mix, mixing.spread(mix, 3))
+    posterior = encoder(mix, mixing.least_norm_sources(mix, 3))
     assert posterior.loc.shape == (2, 3, 64)
     torch.testing.assert_close(posterior.loc, torch.tanh(mix)[:, None].expand(2, 3, 64))
     torch.testing.assert_close(posterior.scale, torch.full((2, 3, 64), config.initial_scale))
     with pytest.raises(ValueError, match="multiple of 4"):
-        encoder(mix[:, :62], mixing.spread(mix[:, :62], 3))
+        encoder(mix[:, :62], mixing.least_norm_sources(mix[:, :62], 3))
 
 
 def test_encoder_frames_keep_time_order():
@@ -120,7 +120,7 @@ def test_elbo_training_recovers_the_closed_form_posterior():
     # q factorises over sources, so its best variance is not the marginal one but the inverse
     # of the posterior precision's diagonal (mean-field VI; Bishop 2006, section 10.1.2)
     mean_field_variance = 1 / torch.diagonal(torch.linalg.inv(covariance))
-    spread = encoder(mix, mixing.spread(mix, 2)).variance.mean(dim=(0, 2)).double()
+    spread = encoder(mix, mixing.least_norm_sources(mix, 2)).variance.mean(dim=(0, 2)).double()
     ratio = spread / mean_field_variance
     assert torch.all((ratio > 1 / 1.5**2) & (ratio < 1.5**2)), ratio
 

@@ -12,7 +12,7 @@ import soundfile
 import torch
 from typer.testing import CliRunner
 
-from priorsep.api import Separator
+from priorsep.api import SeparationProgress, Separator
 from priorsep.cli import app
 from priorsep.config import LangevinConfig
 from tests.conftest import TINY_FLOW, save_toy_priors
@@ -287,7 +287,7 @@ def test_progress_bar_renders_on_a_terminal(monkeypatch):
     monkeypatch.setattr(app_module, "console", Console(file=screen, force_terminal=True))
     with AudioProgress("song", quiet=False) as update:
         assert update is not None
-        update(0.5, 2.0)
+        update(SeparationProgress(1, 4, 0, 0, 4, seconds=2.0))
     assert "0.5/2.0 s" in screen.getvalue()
     with AudioProgress("song", quiet=True) as update:
         assert update is None
@@ -296,11 +296,25 @@ def test_progress_bar_renders_on_a_terminal(monkeypatch):
     monkeypatch.setattr(app_module, "console", plain)
     monkeypatch.setattr(importlib.import_module("priorsep.cli.separating"), "console", plain)
     with AudioProgress("long", quiet=False) as update:
-        for done in range(0, 61, 3):
-            update(float(done), 60.0)
+        for step in range(0, 21):  # one batch of 20 sampler steps, 60 s of audio
+            update(SeparationProgress(1, 1, step, 20, 3, seconds=60.0))
     lines = screen.getvalue().splitlines()
     assert lines[0] == "long: 10% (6/60 s)" and lines[-1] == "long: 100% (60/60 s)"
     assert len(lines) == 10
+
+
+def test_progress_events_count_batches_and_sampler_steps():
+    """Three mixes of two segments each, two segments per batch, 3 x 2 Langevin steps: every
+    step of every batch is reported once, in order, ending at the whole."""
+    from tests.gaussian import GaussianPriors
+
+    separator = Separator(GaussianPriors(), segment_length=64, overlap=16, batch_size=2,
+                          langevin=LangevinConfig(n_levels=3, steps_per_level=2))
+    events = []
+    separator.separate_tensor(torch.randn(3, 100), events.append, seconds=0.5)
+    assert [(e.batch, e.step) for e in events] == [(b, s) for b in (1, 2, 3) for s in range(1, 7)]
+    assert {(e.batches, e.steps, e.segments, e.seconds) for e in events} == {(3, 6, 6, 0.5)}
+    assert [e.done for e in events] == list(range(1, 19)) and events[-1].fraction == 1.0
 
 
 def test_warning_when_every_stem_is_the_mix(monkeypatch):

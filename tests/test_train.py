@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from priorsep.cli.app import option_error
 from priorsep.config import ModelConfig, TrainConfig
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
@@ -23,7 +24,7 @@ from priorsep.training import (
 )
 from tests.conftest import TINY_FLOW
 
-SHORT = TrainConfig(steps=6, batch_size=2, frame_length=256, checkpoint_every=3, seed=1)
+SHORT = TrainConfig(steps=6, batch_size=2, crop_length=256, checkpoint_every=3, seed=1)
 
 
 def validation_set() -> torch.Tensor:
@@ -34,11 +35,11 @@ def test_training_raises_held_out_likelihood(tmp_path):
     config = ModelConfig(architecture=TINY_FLOW)
     validation = validation_set()
     torch.manual_seed(0)
-    steps = TrainConfig(steps=60, batch_size=4, frame_length=512, lr=1e-2, seed=0)
+    steps = TrainConfig(steps=60, batch_size=4, crop_length=512, lr=1e-2, seed=0)
     priors = train(config, steps, ToySources(), tmp_path, validation=validation)
     trained = validation_log_likelihood(priors, validation)
     # the same architecture after ActNorm's initialisation only, i.e. step 0
-    untrained = train(config, TrainConfig(steps=1, batch_size=4, frame_length=512, lr=1e-12),
+    untrained = train(config, TrainConfig(steps=1, batch_size=4, crop_length=512, lr=1e-12),
                       ToySources(), tmp_path / "untrained", validation=validation)
     before = validation_log_likelihood(untrained, validation)
     assert all(after > start + 0.3 for after, start in zip(trained, before))
@@ -71,8 +72,9 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
         if progress.step == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(TrainingInterrupted, match="--resume"):
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved") as stopped:
         train(config, SHORT, ToySources(), tmp_path, on_progress=press_ctrl_c)
+    assert "--resume" in str(option_error(stopped.value))  # the command line names the flag
     assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["step"] == 2
     assert not (tmp_path / "model.safetensors").exists()
     priors = train(config, SHORT, ToySources(), tmp_path, resume=True)
@@ -82,9 +84,9 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
 def test_existing_checkpoint_needs_resume_and_resume_needs_same_options(tmp_path):
     config = ModelConfig(architecture=TINY_FLOW)
     train(config, SHORT, ToySources(), tmp_path)
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError, match="exists: resume it"):
         train(config, SHORT, ToySources(), tmp_path)
-    other = TrainConfig(steps=6, batch_size=3, frame_length=256)
+    other = TrainConfig(steps=6, batch_size=3, crop_length=256)
     with pytest.raises(CheckpointError, match="other training options"):
         train(config, other, ToySources(), tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="nothing to resume"):
@@ -92,16 +94,17 @@ def test_existing_checkpoint_needs_resume_and_resume_needs_same_options(tmp_path
 
 
 def test_a_checkpoint_from_before_a_new_field_resumes(tmp_path):
-    """A field added to an architecture later (with its default) does not block --resume; a
-    changed value still does."""
+    """A field added to an architecture later (with its default), or a training option renamed
+    since, does not block --resume; a changed value still does."""
     config = ModelConfig(architecture=TINY_FLOW)
-    short = TrainConfig(steps=3, batch_size=2, frame_length=256, checkpoint_every=3, seed=1)
+    short = TrainConfig(steps=3, batch_size=2, crop_length=256, checkpoint_every=3, seed=1)
     train(config, short, ToySources(), tmp_path)
     path = tmp_path / CHECKPOINT_NAME
     saved = torch.load(path, weights_only=True)
     del saved["model_config"]["architecture"]["frame_transform"]  # as an older version wrote
+    saved["train_config"]["frame_length"] = saved["train_config"].pop("crop_length")
     torch.save(saved, path)
-    more = TrainConfig(steps=4, batch_size=2, frame_length=256, checkpoint_every=3, seed=1)
+    more = TrainConfig(steps=4, batch_size=2, crop_length=256, checkpoint_every=3, seed=1)
     train(config, more, ToySources(), tmp_path, resume=True)
     wider = ModelConfig(architecture=dataclasses.replace(TINY_FLOW, residual_channels=6))
     with pytest.raises(CheckpointError, match="another model configuration"):
@@ -155,7 +158,7 @@ def test_score_matching_loss_is_smallest_at_the_true_score():
 
 
 def test_training_with_score_matching(tmp_path, tiny_model_config):
-    config = TrainConfig(steps=2, batch_size=2, frame_length=256, sigma_min=0.05, sigma_max=0.5,
+    config = TrainConfig(steps=2, batch_size=2, crop_length=256, sigma_min=0.05, sigma_max=0.5,
                          score_weight=1.0)
     losses = []
     train(tiny_model_config, config, ToySources(), tmp_path / "m",

@@ -137,7 +137,7 @@ def test_training_learns_toy_sources_better_than_noise(tmp_path):
                                                     residual_channels=16, skip_channels=16,
                                                     classes=64, embedding_channels=4))
     torch.manual_seed(0)
-    priors = train(config, TrainConfig(steps=120, batch_size=4, frame_length=256, lr=5e-3,
+    priors = train(config, TrainConfig(steps=120, batch_size=4, crop_length=256, lr=5e-3,
                                        checkpoint_every=1000, seed=0),
                    ToySources(), tmp_path)
     held_out = ToyDataset("validation", 4, duration=512 / 16000).batch(range(4))

@@ -35,7 +35,7 @@ from priorsep.separation.langevin import log_likelihood
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import save_model, save_posterior
 from priorsep.training import (
-    Progress,
+    TrainingStep,
     distributed_rank,
     fresh_checkpoint_path,
     optimise,
@@ -83,7 +83,7 @@ def elbo(priors: SourcePriors, encoder: PosteriorEncoder, mix: torch.Tensor, mix
     sigma = config.sigma if sigma is None else sigma
     gamma = config.gamma if gamma is None else gamma
     n_sources = len(priors.sources)
-    posterior = encoder(mix, mixing.spread(mix, n_sources))
+    posterior = encoder(mix, mixing.least_norm_sources(mix, n_sources))
     sources = posterior.rsample(generator)  # (B, N, T)
     log_prior = priors.log_prob(sources, sigma).sum(dim=1)
     entropy = posterior.entropy().sum(dim=(1, 2))
@@ -102,7 +102,7 @@ def posterior_estimate(encoder: PosteriorEncoder, mix: torch.Tensor, mixing: Mix
     Returns:
         (batch, n_sources, time).
     """
-    posterior = encoder(mix, mixing.spread(mix, encoder.n_sources))
+    posterior = encoder(mix, mixing.least_norm_sources(mix, encoder.n_sources))
     if samples <= 0:
         return posterior.mean
     total = torch.zeros_like(posterior.loc)
@@ -123,7 +123,7 @@ def train_posterior(
     device: str | torch.device = "cpu",
     validation: torch.Tensor | None = None,
     info: dict[str, Any] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[TrainingStep], None] | None = None,
 ) -> PosteriorEncoder:
     """Train an encoder against the frozen `priors`; write priors + encoder to `out_dir`.
 
@@ -146,9 +146,9 @@ def train_posterior(
                          "of several")
     out_dir = Path(out_dir)
     model_config = priors.config
-    multiple = math.lcm(model_config.frame_multiple, posterior_config.frame)
-    if train_config.frame_length % multiple:
-        raise FieldError("frame_length", f"must be a multiple of {multiple}")
+    multiple = math.lcm(model_config.length_multiple, posterior_config.frame)
+    if train_config.crop_length % multiple:
+        raise FieldError("crop_length", f"must be a multiple of {multiple}")
     rank, world = distributed_rank()
     device = rank_device(device, world)
     checkpoint_path = fresh_checkpoint_path(out_dir, resume)
@@ -157,7 +157,7 @@ def train_posterior(
     torch.manual_seed(train_config.seed)
     encoder = PosteriorEncoder(posterior_config, len(model_config.sources)).to(device)
     generator = torch.Generator().manual_seed(train_config.seed * 1000 + rank)
-    length = train_config.frame_length
+    length = train_config.crop_length
 
     def batch_loss(model: torch.nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         mix = data.sample_mixes(generator, train_config.batch_size, length).to(device)
@@ -165,7 +165,7 @@ def train_posterior(
 
     step, elapsed = optimise(
         encoder, train_config, checkpoint_path, batch_loss,
-        identity={"model_config": model_config, "posterior_config": posterior_config,
+        configs={"model_config": model_config, "posterior_config": posterior_config,
                   "train_config": train_config},
         resume=resume, generator=generator, rank=rank, world=world, on_progress=on_progress)
 

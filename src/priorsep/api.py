@@ -32,6 +32,39 @@ from priorsep.separation.mixing import Mixing
 from priorsep.storage import SeparationSettings, read_separation
 
 
+@dataclasses.dataclass(frozen=True)
+class SeparationProgress:
+    """Where a separation stands, as `Separator` reports it after every sampler step.
+
+    The audio is cut into `segments` segments (every channel's), separated `batches` batches
+    at a time; `batch` is the batch under way (from 1) and `step` of `steps` the prior
+    evaluations done in it (`steps` is 0 for the one-pass posterior, reported once per batch).
+    `seconds` is the audio's length when the caller gave it (`separate_audio` does).
+    """
+
+    batch: int
+    batches: int
+    step: int
+    steps: int
+    segments: int
+    seconds: float | None = None
+
+    @property
+    def done(self) -> int:
+        """Work done: prior evaluations over all batches (batches for the posterior)."""
+        return (self.batch - 1) * self.steps + self.step if self.steps else self.batch
+
+    @property
+    def total(self) -> int:
+        """All the work, in the unit of `done`."""
+        return self.batches * self.steps if self.steps else self.batches
+
+    @property
+    def fraction(self) -> float:
+        """`done / total`, from 0 to 1."""
+        return self.done / self.total
+
+
 def load_pretrained(model: str | os.PathLike, device: str | torch.device = "cpu",
                     notify: Callable[[str], None] | None = None
                     ) -> tuple[SourcePrior, dict[str, Any]]:
@@ -132,7 +165,7 @@ class Separator:
         self.method = method
         self.encoder = encoder.eval() if encoder is not None else None
         self.samples = samples
-        multiple = priors.frame_multiple
+        multiple = priors.length_multiple
         if encoder is not None:
             multiple = math.lcm(multiple, encoder.config.frame)
         self.multiple = multiple
@@ -219,40 +252,41 @@ class Separator:
         return self.priors.device
 
     def _separate_segments(self, segments: torch.Tensor,
-                           progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                           step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """(n, length) mixes -> (n, n_sources, length) estimates of the sources."""
-        return self.strategy.separate(self.priors, segments.to(self.device), self.mixing,
-                                      progress)
+        return self.strategy.separate(self.priors, segments.to(self.device), self.mixing, step)
 
     def separate_tensor(self, mix: torch.Tensor,
-                        progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                        progress: Callable[[SeparationProgress], None] | None = None,
+                        seconds: float | None = None) -> torch.Tensor:
         """Separate mono mixes at the model's sample rate.
 
         Args:
             mix: (time,) or (batch, time).
-            progress: called with (work done, total work), counted in prior evaluations over
-                every batch of segments (in batches of segments for the one-pass posterior).
+            progress: called with a `SeparationProgress` after every sampler step (after every
+                batch of segments for the one-pass posterior).
+            seconds: the audio's length, passed on in the progress events.
 
         Returns:
             (n_sources, time) or (batch, n_sources, time), on the CPU.
         """
         rows = 1 if mix.dim() == 1 else mix.shape[0]
         n_segments = rows * len(segment_starts(mix.shape[-1], self.segment_length, self.overlap))
-        n_calls = -(-n_segments // self.batch_size)
-        per_call = self.evaluations_per_segment
-        calls_done = 0
+        n_batches = -(-n_segments // self.batch_size)
+        steps = self.evaluations_per_segment
+        batch = 0
+
+        def report(step: int) -> None:
+            if progress is not None:
+                progress(SeparationProgress(batch, n_batches, step, steps, n_segments, seconds))
 
         def segment_fn(segments: torch.Tensor) -> torch.Tensor:
-            nonlocal calls_done
-
-            def step(done: int, total: int) -> None:
-                if progress is not None:
-                    progress(calls_done * per_call + done, n_calls * per_call)
-
-            estimates = self._separate_segments(segments, step if per_call else None)
-            calls_done += 1
-            if progress is not None and not per_call:
-                progress(calls_done, n_calls)
+            nonlocal batch
+            batch += 1
+            estimates = self._separate_segments(
+                segments, (lambda done, total: report(done)) if steps else None)
+            if not steps:
+                report(0)
             return estimates
 
         estimates = separate_long(mix.float(), segment_fn, self.segment_length, self.overlap,
@@ -260,7 +294,7 @@ class Separator:
         return estimates.cpu()
 
     def separate_audio(self, audio: torch.Tensor, rate: int,
-                       progress: Callable[[float, float], None] | None = None,
+                       progress: Callable[[SeparationProgress], None] | None = None,
                        mono: bool = False) -> dict[str, torch.Tensor]:
         """Separate audio of any rate and channel count.
 
@@ -270,7 +304,8 @@ class Separator:
 
         Args:
             audio: (channels, time).
-            progress: called with (seconds done, seconds total) of audio.
+            progress: called with a `SeparationProgress` (its `seconds` the audio's length)
+                after every sampler step.
             mono: separate the average of the channels and return one-channel stems.
 
         Returns:
@@ -278,13 +313,7 @@ class Separator:
         """
         channels = to_mono(audio) if mono else audio
         mixes = resample(channels, rate, self.sample_rate)  # (channels, time at model rate)
-        seconds = audio.shape[-1] / rate
-
-        def report(done: int, total: int) -> None:
-            if progress is not None:
-                progress(seconds * done / total, seconds)
-
-        stems = self.separate_tensor(mixes, report)  # (channels, N, time at model rate)
+        stems = self.separate_tensor(mixes, progress, audio.shape[-1] / rate)
         stems = resample(stems, self.sample_rate, rate)
         length = audio.shape[-1]
         if stems.shape[-1] < length:

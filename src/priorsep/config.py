@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from priorsep.errors import UsageError
 
@@ -22,7 +22,7 @@ DEFAULT_MODEL = "toy"
 
 class FieldError(UsageError, ValueError):
     """A configuration field (or argument) holds a value it cannot take; `field` names it, so
-    a front end can name its own option for it (the CLI's `--batch-size` for `batch_size`)."""
+    a front end can name its own option for it."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field} {message}")
@@ -57,7 +57,10 @@ def check_finite(config: Any, low: float, high: float, *names: str,
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
-    """Build dataclass `cls` from `values`, rejecting keys the class does not have."""
+    """Build dataclass `cls` from `values`, rejecting keys the class does not have; keys the
+    class has renamed (its `RENAMED`, old -> new) are read under their new names."""
+    renamed = getattr(cls, "RENAMED", {})
+    values = {renamed.get(key, key): value for key, value in values.items()}
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(values) - names
     if unknown:
@@ -112,7 +115,7 @@ class FlowConfig:
             raise ValueError("frame_transform dct needs early_squeezes >= 1")
 
     @property
-    def frame_multiple(self) -> int:
+    def length_multiple(self) -> int:
         """Input lengths must be a multiple of this (one halving per squeeze)."""
         return 2 ** (self.n_blocks + self.early_squeezes)
 
@@ -193,7 +196,7 @@ class ScoreConfig:
             raise ValueError("segment_length must be a positive multiple of frame")
 
     @property
-    def frame_multiple(self) -> int:
+    def length_multiple(self) -> int:
         """Input lengths must be a multiple of this."""
         return self.frame
 
@@ -216,7 +219,7 @@ class GaussianConfig:
             raise ValueError("variances must be positive")
 
     @property
-    def frame_multiple(self) -> int:
+    def length_multiple(self) -> int:
         return 1
 
 
@@ -258,7 +261,7 @@ class WaveNetConfig:
         check_finite(self, 0.0, math.inf, "mu", low_open=True)
 
     @property
-    def frame_multiple(self) -> int:
+    def length_multiple(self) -> int:
         return 1
 
 
@@ -303,9 +306,9 @@ class ModelConfig:
         object.__setattr__(self, "family", names[0])
 
     @property
-    def frame_multiple(self) -> int:
+    def length_multiple(self) -> int:
         """Input lengths must be a multiple of this."""
-        return self.architecture.frame_multiple
+        return self.architecture.length_multiple
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -327,9 +330,13 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation settings shared by `priorsep train` and `priorsep finetune-noise`."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"frame_length": "crop_length"}
+    """Keys of older checkpoints and their names now."""
+
     steps: int = 2000
     batch_size: int = 8
-    frame_length: int = 4096
+    crop_length: int = 4096
+    """Samples per training example (each a random crop of a recording)."""
     lr: float = 1e-3
     lr_decay: float = 0.6
     lr_decay_times: int = 5
@@ -349,7 +356,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_counts(self, 1, "steps", "batch_size", "frame_length", "checkpoint_every")
+        check_counts(self, 1, "steps", "batch_size", "crop_length", "checkpoint_every")
         check_counts(self, 0, "lr_decay_times", "eval_every", "seed")
         check_finite(self, 0.0, math.inf, "lr", low_open=True)
         check_finite(self, 0.0, 1.0, "lr_decay", low_open=True)

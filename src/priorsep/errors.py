@@ -61,6 +61,14 @@ class CheckpointError(PriorsepError):
     exit_code = 7
 
 
+class CheckpointExistsError(UsageError):
+    """A fresh training run would start over an existing checkpoint (`path`)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(f"{path} exists: resume it, or write to another folder")
+        self.path = path
+
+
 class TrainingInterrupted(PriorsepError):
     """Training was stopped by the user after a checkpoint was saved."""
 

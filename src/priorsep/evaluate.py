@@ -163,7 +163,7 @@ def receptive_field_entry(model: PriorsUnderTest) -> dict[str, Any]:
     config = model.priors.config
     width = model.priors.receptive_field()
     return {"samples": width, "ms": width / config.sample_rate * 1000,
-            "frame_multiple": config.frame_multiple}
+            "length_multiple": config.length_multiple}
 
 
 def denoising_section(model: PriorsUnderTest, excerpts: torch.Tensor, seed: int,
@@ -225,7 +225,7 @@ def run_evaluation(config: EvaluationConfig, model: str = "toy",
     """
     under_test = load_priors_under_test(model, device, config.sigmas, notify)
     model_config = under_test.priors.config
-    multiple = model_config.frame_multiple
+    multiple = model_config.length_multiple
     length = max(config.length // multiple, 1) * multiple
     data = HeldOutData(config.dataset, Path(config.root) if config.root else None,
                        under_test.sources, model_config.sample_rate)

@@ -19,7 +19,7 @@ from typing import Any
 from huggingface_hub import ModelCardData
 
 from priorsep.config import ModelConfig
-from priorsep.errors import UsageError
+from priorsep.errors import OutputExistsError, UsageError
 from priorsep.files import atomic_write_text
 from priorsep.hub import BAG_NAME, ResolvedModel, resolve_model
 from priorsep.nn.registry import build_priors
@@ -73,7 +73,7 @@ def export_model(model_id: str, out_dir: str | os.PathLike, *, license: str = "m
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"{out} is not empty; choose a new folder or pass --force")
+        raise OutputExistsError(f"{out} is not empty; choose a new folder")
     resolved = resolve_model(model_id, **resolve_options)
     title = repo_id or out.resolve().name
     front = dict(license=license, datasets=datasets, tags=tags)

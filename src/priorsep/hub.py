@@ -4,7 +4,7 @@ A model id is one of
 - a bundled name (`toy`, the default): a folder shipped in `priorsep/weights/`; never networked;
 - a local path: a model folder (config.json + model.safetensors + README.md), a bag folder
   (holding `sources.json`), a bag file (`*.json`), or a per-level folder (no config.json, but
-  `levels.json` or `sigma-<value>/` model folders, as `finetune-noise --sigmas` writes);
+  `levels.json` or `sigma-<value>/` model folders, as per-level fine-tuning writes);
 - a Hub repo `owner/name` or `owner/name@revision` (branch, tag or commit), downloaded with
   `huggingface_hub` into its standard cache and read from there afterwards;
 - a comma-separated list of ids, whose sources are gathered into one set of priors.
@@ -414,7 +414,7 @@ class ModelEntry:
     family: str | None = None
     """The prior family ("flowavenet", "score", ...; "mixed" for a bag of several)."""
     encoder: bool = False
-    """Whether the model carries an amortised posterior encoder (`--method posterior`)."""
+    """Whether the model carries an amortised posterior encoder (the `posterior` method)."""
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

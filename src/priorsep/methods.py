@@ -1,13 +1,12 @@
 """How a `Separator` turns segments of a mix into sources: one small strategy per method.
 
-Each strategy knows its name (what `--method` and `separation.json` call it), how many prior
+Each strategy knows its name (what the command line and `separation.json` call it), how many prior
 evaluations a batch of segments costs (for progress), and how to separate a batch. `METHODS`
 lists the names; `api.Separator` builds the strategy it needs from its settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,11 +15,11 @@ from priorsep.amortised import posterior_estimate
 from priorsep.config import DiffusionConfig, LangevinConfig
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
+from priorsep.separation import CountCallback
 from priorsep.separation.diffusion import diffusion_separate
 from priorsep.separation.langevin import langevin_separate
 from priorsep.separation.mixing import Mixing
 
-StepProgress = Callable[[int, int], None] | None
 """Called with (prior evaluations done, in all) within one batch of segments."""
 
 
@@ -36,7 +35,7 @@ class Diffusion:
         return self.config.total_evaluations
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: StepProgress = None) -> torch.Tensor:
+                 progress: CountCallback | None = None) -> torch.Tensor:
         return diffusion_separate(priors, segments, mixing, self.config,
                                   progress=progress).sources
 
@@ -53,7 +52,7 @@ class Langevin:
         return self.config.total_steps
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: StepProgress = None,
+                 progress: CountCallback | None = None,
                  initial: torch.Tensor | None = None) -> torch.Tensor:
         return langevin_separate(priors, segments, mixing, self.config, initial=initial,
                                  progress=progress).sources
@@ -70,7 +69,7 @@ class Posterior:
     evaluations = 0
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: StepProgress = None) -> torch.Tensor:
+                 progress: CountCallback | None = None) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed)
         return posterior_estimate(self.encoder, segments, mixing, self.samples, generator)
 
@@ -88,7 +87,7 @@ class RefinedPosterior:
         return self.langevin.evaluations
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: StepProgress = None) -> torch.Tensor:
+                 progress: CountCallback | None = None) -> torch.Tensor:
         initial = self.posterior.separate(priors, segments, mixing)
         return self.langevin.separate(priors, segments, mixing, progress, initial=initial)
 
@@ -96,7 +95,7 @@ class RefinedPosterior:
 Strategy = Diffusion | Langevin | Posterior | RefinedPosterior
 METHODS: tuple[str, ...] = tuple(cls.name for cls in (Langevin, Diffusion, Posterior,
                                                       RefinedPosterior))
-"""The method names, as `--method` and separation.json write them."""
+"""The method names, as the command line and separation.json write them."""
 
 
 def build_strategy(name: str, langevin: LangevinConfig, diffusion: DiffusionConfig,

@@ -76,7 +76,7 @@ def plan_outputs(inputs: Sequence[str], out: str | os.PathLike, template: str,
         for path in paths.values():
             key = Path(os.path.abspath(path))
             if key in owner:
-                hint = ("; add {trackext} to --filename to tell them apart"
+                hint = ("; put {trackext} in the file-name template to tell them apart"
                         if owner[key] != name else "")
                 raise UsageError(f"{owner[key]} and {name} would both write {path}{hint}")
             owner[key] = name

@@ -42,7 +42,7 @@ SEPARATION_NAME = "separation.json"
 """Optional: the tuned sampler settings (see `SeparationSettings`)."""
 LEVELS_NAME = "levels.json"
 """A per-level model: {"levels": {"<sigma>": "./sigma-<sigma>", ...}}, one model folder per
-noise level (`priorsep finetune-noise --sigmas`)."""
+noise level (`priorsep.training.finetune_levels`)."""
 LEVEL_FOLDER = re.compile(r"sigma-(?P<sigma>[0-9.eE+-]+)")
 POSTERIOR_NAME = "posterior.safetensors"
 """Optional: the amortised posterior encoder's weights (see `priorsep.amortised`)."""
@@ -97,8 +97,8 @@ def _posterior_lines(posterior: dict[str, Any]) -> list[str]:
         f"{arch.get('residual_channels')}, {posterior.get('parameters', '?')} parameters; "
         f"trained on mixes only, priors frozen at sigma = {arch.get('sigma')}, "
         f"likelihood width gamma = {arch.get('gamma')}",
-        "- use: `priorsep separate --method posterior` (one forward pass) or "
-        "`--method posterior+langevin`",
+        "- use: the `posterior` method (one forward pass) or `posterior+langevin` "
+        "(the encoder's estimate refined by Langevin)",
     ]
     for name, value in posterior.items():
         if name in ("config", "parameters"):

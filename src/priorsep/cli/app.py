@@ -36,7 +36,9 @@ DatasetOption = Annotated[str, typer.Option(help="toy, or folder (ROOT/<source>/
 RootOption = Annotated[Path | None, typer.Option(help="Dataset root for --dataset folder.")]
 StepsOption = Annotated[int, typer.Option(help="Optimisation steps (per noise level).")]
 BatchOption = Annotated[int, typer.Option(help="Examples per step (per rank).")]
-FrameOption = Annotated[int, typer.Option(help="Samples per training example.")]
+CropOption = Annotated[int, typer.Option(
+    "--crop-length", "--frame-length",
+    help="Samples per training example (a random crop of a recording).")]
 LrOption = Annotated[float, typer.Option(help="Adam learning rate.")]
 DecayOption = Annotated[float, typer.Option(help="Learning-rate decay factor.")]
 DecayTimesOption = Annotated[int, typer.Option(help="How many decays over the run.")]
@@ -104,8 +106,13 @@ def option_error(error: Exception, flags: dict[str, str] | None = None,
         settable: fields without an option of their own are set with `--set FIELD=VALUE`.
     """
     from priorsep.config import FieldError
-    from priorsep.errors import UsageError
+    from priorsep.errors import CheckpointExistsError, UsageError
 
+    if isinstance(error, CheckpointExistsError):
+        return UsageError(f"{error.path} exists: pass --resume to continue it, "
+                          "or choose another --out")
+    if isinstance(error, TrainingInterrupted):
+        return TrainingInterrupted(f"{error}; continue with --resume")
     if not isinstance(error, FieldError):
         return error if isinstance(error, PriorsepError) else UsageError(str(error))
     flags = flags or {}

@@ -39,7 +39,7 @@ def cross_likelihood_command(
     from priorsep.metrics import cross_likelihood
 
     priors, _ = load_pretrained(model, resolve_device(device), notify=notice)
-    multiple = priors.config.frame_multiple
+    multiple = priors.config.length_multiple
     data = ToyDataset("test", n_examples, priors.config.sample_rate)
     sources = data.batch(range(n_examples))[..., : length // multiple * multiple]
     table = cross_likelihood(priors, sources, sigma)
@@ -166,10 +166,14 @@ def export_command(
 
     Prints the folder on stdout; push it with `hf upload OWNER/NAME DIR .`.
     """
+    from priorsep.errors import OutputExistsError, UsageError
     from priorsep.export import export_model
 
-    folder = export_model(model, out, license=license_id, datasets=datasets or (),
-                          tags=tags or (), repo_id=repo_id, force=force, notify=notice)
+    try:
+        folder = export_model(model, out, license=license_id, datasets=datasets or (),
+                              tags=tags or (), repo_id=repo_id, force=force, notify=notice)
+    except OutputExistsError as error:
+        raise UsageError(f"{error}, or pass --force") from None
     print(folder)
     if not quiet:
         console.print(f"wrote {folder}; publish it with: hf upload {repo_id or 'OWNER/NAME'} "

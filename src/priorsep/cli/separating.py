@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
@@ -30,6 +30,9 @@ from priorsep.errors import (
     UsageError,
 )
 from priorsep.outputs import DEFAULT_TEMPLATE
+
+if TYPE_CHECKING:
+    from priorsep.api import SeparationProgress
 
 FORMAT_HELP = "Output format (at most one; default: 16-bit wav)."
 
@@ -327,13 +330,17 @@ class AudioProgress(TerminalProgress):
         if super().__enter__().progress is None:
             return None if self.quiet else self._lines
 
-        def update(done: float, total: float) -> None:
+        def update(event: SeparationProgress) -> None:
+            total = event.seconds
+            done = event.fraction * total
             self.progress.update(self.task, completed=done, total=total,
                                  seconds=f"{done:.1f}/{total:.1f} s")
 
         return update
 
-    def _lines(self, done: float, total: float) -> None:
+    def _lines(self, event: SeparationProgress) -> None:
+        total = event.seconds
+        done = event.fraction * total
         if total < self.LONG_TRACK:
             return
         tenth = math.floor(10 * done / total + 1e-9)

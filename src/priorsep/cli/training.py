@@ -12,12 +12,12 @@ import typer
 from priorsep.cli.app import (
     BatchOption,
     CheckpointOption,
+    CropOption,
     DatasetOption,
     DecayOption,
     DecayTimesOption,
     DeviceOption,
     EvalOption,
-    FrameOption,
     LrOption,
     OutOption,
     QuietOption,
@@ -36,7 +36,7 @@ from priorsep.config import FlowConfig, ScoreConfig, WaveNetConfig
 from priorsep.errors import UsageError
 
 TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
-    "steps", "batch_size", "frame_length", "lr", "lr_decay", "lr_decay_times",
+    "steps", "batch_size", "crop_length", "lr", "lr_decay", "lr_decay_times",
     "checkpoint_every", "eval_every", "seed", "sigma_min", "sigma_max", "clean_fraction",
     "score_weight", "sample_rate", "n_blocks", "early_squeezes", "n_flows", "n_layers",
     "cond_channels", "permutation", "frame_transform", "front_end")}
@@ -172,7 +172,7 @@ def train(
     ] = True,
     steps: StepsOption = 2000,
     batch_size: BatchOption = 8,
-    frame_length: FrameOption = 4096,
+    crop_length: CropOption = 4096,
     lr: LrOption = 1e-3,
     lr_decay: DecayOption = 0.6,
     lr_decay_times: DecayTimesOption = 5,
@@ -221,7 +221,7 @@ def train(
     try:
         if prior == "score":
             architecture = ScoreConfig(**{"front_end": front_end, "shared": shared,
-                                          "segment_length": frame_length, **fields})
+                                          "segment_length": crop_length, **fields})
             noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
         elif prior == "wavenet":
             architecture = WaveNetConfig(**{**shape, **fields})
@@ -232,7 +232,7 @@ def train(
                 "cond_channels": cond_channels, "permutation": permutation,
                 "frame_transform": frame_transform, **shape, **fields})
             noise = {}
-        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, crop_length=crop_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    checkpoint_every=checkpoint_every, eval_every=eval_every,
                                    seed=seed, **noise)
@@ -240,7 +240,7 @@ def train(
     except (ValueError, TypeError) as error:
         widths = dict.fromkeys(width_fields, "--width")
         raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
-    data, validation, info = training_data(dataset, root, sources, sample_rate, frame_length)
+    data, validation, info = training_data(dataset, root, sources, sample_rate, crop_length)
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
                                architecture=architecture, grouped=grouped)
     from priorsep.nn.registry import build_priors
@@ -279,7 +279,7 @@ def finetune_noise(
     ] = None,
     steps: StepsOption = 1000,
     batch_size: BatchOption = 8,
-    frame_length: FrameOption = 4096,
+    crop_length: CropOption = 4096,
     lr: LrOption = 5e-4,
     lr_decay: DecayOption = 0.6,
     lr_decay_times: DecayTimesOption = 5,
@@ -307,7 +307,7 @@ def finetune_noise(
     except ValueError:
         raise UsageError(f"--sigmas {sigmas}: expected comma-separated numbers") from None
     try:
-        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, crop_length=crop_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    sigma_min=sigma_min, sigma_max=sigma_max,
                                    clean_fraction=clean_fraction, score_weight=score_weight,
@@ -324,7 +324,7 @@ def finetune_noise(
     config = priors.config
     data, validation, info = training_data(
         dataset, root, ",".join(config.sources) if dataset == "folder" else None,
-        config.sample_rate, frame_length)
+        config.sample_rate, crop_length)
     info["training"]["fine-tuned from"] = str(model)
     if "training" in base_info:
         info["base training"] = base_info["training"]
@@ -372,7 +372,7 @@ def train_posterior_command(
         help="The encoder reads frames of 2**squeezes samples.")] = 3,
     steps: StepsOption = 2000,
     batch_size: BatchOption = 8,
-    frame_length: FrameOption = 4096,
+    crop_length: CropOption = 4096,
     lr: LrOption = 1e-3,
     lr_decay: DecayOption = 0.6,
     lr_decay_times: DecayTimesOption = 5,
@@ -394,7 +394,7 @@ def train_posterior_command(
         posterior_config = PosteriorConfig(squeezes=squeezes, n_layers=layers,
                                            residual_channels=width, skip_channels=width,
                                            sigma=sigma, gamma=gamma)
-        train_config = TrainConfig(steps=steps, batch_size=batch_size, frame_length=frame_length,
+        train_config = TrainConfig(steps=steps, batch_size=batch_size, crop_length=crop_length,
                                    lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
                                    checkpoint_every=checkpoint_every, seed=seed)
     except ValueError as error:
@@ -404,7 +404,7 @@ def train_posterior_command(
     config = priors.config
     data, validation, info = mix_training_data(dataset, root, config.sources,
                                                config.sample_rate, Mixing.from_config(config),
-                                               frame_length)
+                                               crop_length)
     info["training"]["priors"] = str(model)
     with TrainReporter(steps, quiet, checkpoint_every, config.sources,
                        loss_name="-ELBO") as reporter:

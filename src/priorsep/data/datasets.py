@@ -18,8 +18,8 @@ VALIDATION_SEED = 12345
 
 
 def training_data(name: str, root: Path | None, sources: str | None, sample_rate: int,
-                  frame_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
-    """Build (data, validation sources (n, N, frame_length), model-card info) for a dataset.
+                  crop_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """Build (data, validation sources (n, N, crop_length), model-card info) for a dataset.
 
     The toy validation set is the fixed validation split; for folders it is a fixed-seed draw
     of crops from the same files (the card says so).
@@ -28,7 +28,7 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
         if sources is not None:
             raise FieldError("sources", "applies to the folder dataset only")
         split = ToyDataset("validation", VALIDATION_EXAMPLES, sample_rate,
-                           duration=frame_length / sample_rate)
+                           duration=crop_length / sample_rate)
         validation = split.batch(range(VALIDATION_EXAMPLES))
         info = {"training": {"dataset": "toy (sine, sawtooth, square, triangle; on the fly)"}}
         return ToySources(sample_rate), validation, info
@@ -38,15 +38,15 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
         names = tuple(s.strip() for s in sources.split(",")) if sources else None
         data = FolderSources(root, sample_rate, names)
         generator = torch.Generator().manual_seed(VALIDATION_SEED)
-        validation = data.sample(generator, VALIDATION_EXAMPLES, frame_length)
+        validation = data.sample(generator, VALIDATION_EXAMPLES, crop_length)
         info = {"training": {"dataset": f"folder {root} (validation: fixed crops of it)"}}
         return data, validation, info
     raise UsageError(f"unknown dataset {name!r}; use {' or '.join(DATASETS['train'])}")
 
 
 def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sample_rate: int,
-                      mixing: Any, frame_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
-    """Build (mix data, validation mixes (n, frame_length), card info) for posterior training.
+                      mixing: Any, crop_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """Build (mix data, validation mixes (n, crop_length), card info) for posterior training.
 
     "toy" and "folder" mix independently drawn solos with the model's `mixing` (the sources are
     dropped at once); "mixes" crops mix recordings (ROOT/**/*.wav|flac).
@@ -61,9 +61,9 @@ def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sa
                              "recordings)")
         data = FolderMixes(root, sample_rate)
         validation = data.sample_mixes(torch.Generator().manual_seed(VALIDATION_SEED),
-                                       VALIDATION_EXAMPLES, frame_length)
+                                       VALIDATION_EXAMPLES, crop_length)
         return data, validation, {"training": {"dataset": f"mixes in {root}"}}
     solos, validation_sources, info = training_data(
-        name, root, ",".join(sources) if name == "folder" else None, sample_rate, frame_length)
+        name, root, ",".join(sources) if name == "folder" else None, sample_rate, crop_length)
     info["training"]["dataset"] += " (mixed on the fly; the sources are never seen)"
     return MixesOfSolos(solos, mixing), mixing(validation_sources), info

@@ -120,7 +120,7 @@ def mix_response(priors: SourcePrior, clean: torch.Tensor, mixing, sigma: float,
     generator = torch.Generator().manual_seed(seed)
     total = torch.zeros(n_sources, n_sources, dtype=torch.float64)
     for chunk in clean.split(batch_size):
-        start = mixing.spread(mixing(chunk), n_sources)
+        start = mixing.least_norm_sources(mixing(chunk), n_sources)
         noisy = start + sigma * torch.randn(start.shape, generator=generator)
         denoised = priors.denoise(noisy.to(priors.device), sigma).cpu().double()
         truth = chunk.double()

@@ -4,7 +4,7 @@ Three kinds of model:
 - a **sigma-conditional** model (trained with `sigma_max > 0`): one set of weights, given the
   noise level as an input; its levels are a list of sigmas (default: the thesis' five);
 - **per-level** checkpoints: a folder of `sigma-<value>/` model folders as written by
-  `priorsep finetune-noise --sigmas` (BASIS' protocol), one model per level; the folder itself
+  per-level fine-tuning (`finetune_levels`, BASIS' protocol), one model per level; the folder itself
   may also hold the clean model (config.json at its top);
 - a **clean** model (`sigma_max == 0`): no noise levels, so the noise sections are skipped.
 

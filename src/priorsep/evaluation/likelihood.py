@@ -14,20 +14,19 @@ Amsterdam), Table 2 and Figs. 9-12.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
 from priorsep.evaluation.levels import Priors, PriorsUnderTest
 from priorsep.metrics import cross_likelihood
 from priorsep.nn.prior import validation_log_likelihood
+from priorsep.separation import CountCallback
 
 GAUSSIAN_SIGMAS: tuple[float, ...] = tuple(10 ** (k / 4) for k in range(-12, 1))
 """Levels of the pure-noise inputs: 13 geometric steps from 0.001 to 1."""
 RANDOM_INPUT_STD = 0.5
 """The thesis' N(0, 0.5) random input, read as a standard deviation of 0.5."""
 
-Progress = Callable[[int, int], None]
 """(steps done, total steps) of one section."""
 
 
@@ -61,7 +60,7 @@ def _table(table: torch.Tensor, sigma: float) -> dict:
 
 
 def cross_section(model: PriorsUnderTest, sources: torch.Tensor,
-                  progress: Progress | None = None) -> dict:
+                  progress: CountCallback | None = None) -> dict:
     """Mean log-likelihood of each source's held-out data under each prior (clean priors).
 
     Args:
@@ -77,7 +76,7 @@ def cross_section(model: PriorsUnderTest, sources: torch.Tensor,
 
 
 def noise_section(model: PriorsUnderTest, sources: torch.Tensor, seed: int,
-                  progress: Progress | None = None) -> dict:
+                  progress: CountCallback | None = None) -> dict:
     """Held-out data noised at each level under the priors of each level, and the
     cross-likelihood matrix at each level (data noised at that level).
 
@@ -140,7 +139,7 @@ def constant_inputs(length: int, seed: int, n_random: int) -> dict[str, torch.Te
 
 
 def constant_section(model: PriorsUnderTest, length: int, seed: int, n_random: int = 4,
-                     progress: Progress | None = None) -> dict:
+                     progress: CountCallback | None = None) -> dict:
     """Constant 0, constant 1 and N(0, 0.5²) noise under every prior, clean and at each level.
 
     Args:
@@ -183,7 +182,7 @@ def gaussian_log_density(sigma: float) -> float:
 
 def gaussian_section(model: PriorsUnderTest, sources: torch.Tensor, seed: int,
                      n_noise: int = 4, noise_sigmas: tuple[float, ...] = GAUSSIAN_SIGMAS,
-                     progress: Progress | None = None) -> dict:
+                     progress: CountCallback | None = None) -> dict:
     """Pure Gaussian noise of growing level under each (clean) prior, next to the prior's own
     held-out data.
 

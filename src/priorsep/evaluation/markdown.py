@@ -247,7 +247,7 @@ def render_markdown(report: dict, plot_files: Iterable[str] = ()) -> str:
         f"- likelihood sections: {settings['n_examples']} excerpts per source of "
         f"{settings['length']} samples ({settings['length'] / model['sample_rate'] * 1000:g} ms)",
         f"- receptive field of the prior: {field['samples']} samples = {field['ms']:g} ms "
-        f"(frame multiple {field['frame_multiple']})",
+        f"(frame multiple {field['length_multiple']})",
         f"- seed {settings['seed']}, device {report['device']}, priorsep "
         f"{report['priorsep_version']}",
         "",

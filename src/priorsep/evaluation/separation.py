@@ -4,7 +4,7 @@ Each held-out example's sources are mixed with the model's own mixing function a
 `priorsep.api.Separator` (Langevin posterior sampling, long audio through the overlap-add of
 `priorsep.separation.apply.separate_long`). Two anchors frame the figures:
 - lower, the **mix**: the mix itself as every source's estimate (for the mean mixing; for other
-  mixings the least-norm sources that mix to it, `Mixing.spread`);
+  mixings the least-norm sources that mix to it, `Mixing.least_norm_sources`);
 - upper, the **oracle**: the true sources sent through the same segmentation, padding and
   cross-fade as the separator's estimates. The overlap-add is linear and works on each source
   channel alone, so a segment function returning each segment's true sources is the same as
@@ -48,7 +48,7 @@ def oracle_estimates(sources: torch.Tensor, separator: Separator) -> torch.Tenso
     batch, n_sources, time = sources.shape
     rows = sources.reshape(batch * n_sources, time)  # one source per row: (B*N, T)
     rebuilt = separate_long(rows, lambda segments: segments[:, None, :], separator.segment_length,
-                            separator.overlap, separator.priors.config.frame_multiple,
+                            separator.overlap, separator.priors.config.length_multiple,
                             separator.batch_size)  # (B*N, 1, T)
     return rebuilt.reshape(batch, n_sources, time)
 
@@ -118,10 +118,11 @@ def separation_section(model: PriorsUnderTest, sources: torch.Tensor, max_steps:
     separator.configure(steps=min(max_steps, model_steps) if max_steps else None, seed=seed)
     mixing = separator.mixing
     mixes = mixing(sources)  # (batch, time)
-    separated = separator.separate_tensor(mixes, progress)
+    separated = separator.separate_tensor(
+        mixes, None if progress is None else lambda event: progress(event.done, event.total))
     estimates = {
         "separated": separated,
-        "mix": mixing.spread(mixes, len(model.sources)),
+        "mix": mixing.least_norm_sources(mixes, len(model.sources)),
         "oracle": oracle_estimates(sources, separator),
     }
     scores = {name: {"si_sdr": si_sdr(estimate, sources), "sdr": sdr(estimate, sources)}

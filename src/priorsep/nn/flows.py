@@ -351,11 +351,11 @@ class FloWaveNet(nn.Module):
         """Map signals to latents.
 
         Args:
-            x: (batch, groups, time), time a multiple of `config.frame_multiple`.
+            x: (batch, groups, time), time a multiple of `config.length_multiple`.
             sigma: noise level, a float or (batch, groups) tensor; None or 0 means clean.
 
         Returns:
-            z: (batch, groups * F, time / F) with F = `config.frame_multiple`;
+            z: (batch, groups * F, time / F) with F = `config.length_multiple`;
             logdet: (batch, groups).
         """
         return self.flow(x, self._cond(x, sigma))

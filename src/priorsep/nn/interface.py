@@ -97,14 +97,14 @@ class SourcePrior(nn.Module):
         return self.config.sample_rate
 
     @property
-    def frame_multiple(self) -> int:
+    def length_multiple(self) -> int:
         """Input lengths must be a multiple of this."""
-        return self.config.frame_multiple
+        return self.config.length_multiple
 
     @property
     def segment_length(self) -> int | None:
         """The segment length the priors were built for (None: any multiple of
-        `frame_multiple` works alike)."""
+        `length_multiple` works alike)."""
         return None
 
     def per_module(self, tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -124,7 +124,7 @@ class SourcePrior(nn.Module):
         """Log-density of each source under its own prior, noise-smoothed at level sigma.
 
         Args:
-            sources: (batch, n_sources, time), time a multiple of `frame_multiple`.
+            sources: (batch, n_sources, time), time a multiple of `length_multiple`.
             sigma: float or (batch, n_sources).
 
         Returns:
@@ -184,7 +184,7 @@ class SourcePrior(nn.Module):
                 step by step (the WaveNet); one that draws in one pass does not call it.
 
         Returns:
-            (n, n_sources, length'), length' = length rounded down to `frame_multiple`.
+            (n, n_sources, length'), length' = length rounded down to `length_multiple`.
         """
         raise NotImplementedError
 

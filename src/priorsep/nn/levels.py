@@ -1,8 +1,8 @@
 """Per-level priors: one model per noise level behind one prior interface (BASIS' protocol).
 
-`priorsep finetune-noise --sigmas` writes one model folder per level (`sigma-<value>/`) and a
-`levels.json` manifest; the model resolver loads such a folder as `NearestLevelPriors`, which
-answers every call with the model of the level nearest in log sigma.
+Per-level fine-tuning (`priorsep.training.finetune_levels`) writes one model folder per level
+(`sigma-<value>/`) and a `levels.json` manifest; the model resolver loads such a folder as
+`NearestLevelPriors`, which answers every call with the model of the level nearest in log sigma.
 
 Reference: Jayaram & Thickstun 2020 (BASIS), arXiv 2002.07942.
 """

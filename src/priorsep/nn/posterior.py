@@ -123,7 +123,8 @@ class PosteriorEncoder(nn.Module):
     def forward(self, mix: torch.Tensor, init: torch.Tensor) -> TruncatedNormal:
         """Args:
             mix: (batch, time), time a multiple of `config.frame`.
-            init: (batch, n_sources, time) where the location starts (e.g. `Mixing.spread(mix)`).
+            init: (batch, n_sources, time) where the location starts (for example
+                `Mixing.least_norm_sources(mix)`).
 
         Returns:
             The posterior of every sample of every source: loc and scale (batch, n_sources, time).

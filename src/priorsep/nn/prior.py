@@ -33,7 +33,7 @@ def receptive_field_bound(flow: FlowConfig) -> int:
     half_width = 0
     for block in range(1, flow.n_blocks + 1):
         half_width += flow.n_flows * half_width_latent * 2 ** (block + flow.early_squeezes)
-    return 2 * half_width + flow.frame_multiple
+    return 2 * half_width + flow.length_multiple
 
 
 @functools.lru_cache(maxsize=32)
@@ -52,7 +52,7 @@ def receptive_field(config: ModelConfig) -> int:
             if ".net.out." in name:  # zero-initialised: would make every coupling the identity
                 parameter.copy_(torch.randn(parameter.shape, generator=generator,
                                             dtype=torch.float64))
-    multiple = config.frame_multiple
+    multiple = config.length_multiple
     length = (3 * receptive_field_bound(config.architecture) // multiple + 1) * multiple
     signal = torch.randn(1, 1, length, generator=generator, dtype=torch.float64)
     signal.requires_grad_(True)
@@ -84,7 +84,7 @@ class SourcePriors(SourcePrior):
         """Log-likelihood of each source under its own prior.
 
         Args:
-            sources: (batch, n_sources, time), time a multiple of `config.frame_multiple`.
+            sources: (batch, n_sources, time), time a multiple of `config.length_multiple`.
             sigma: noise level(s) the priors condition on: float or (batch, n_sources).
 
         Returns:
@@ -110,7 +110,7 @@ class SourcePriors(SourcePrior):
             (n, n_sources, length), length rounded down to a multiple of the frame multiple.
         """
         device = self.device
-        factor = self.config.frame_multiple
+        factor = self.config.length_multiple
         length = length // factor * factor
         n_sources = len(self.sources)
         z = torch.randn(n, n_sources * factor, length // factor, generator=generator)
@@ -222,7 +222,7 @@ def combine_configs(configs: Sequence[ModelConfig], selection: Sequence[SourceRe
     """The configuration of priors gathered from several models, in `selection` order.
 
     The parts must share one sample rate and one kind of mixing. The combined `flow` is the part
-    flow with the largest `frame_multiple`, which suits every part (all are powers of two);
+    flow with the largest `length_multiple`, which suits every part (all are powers of two);
     the noise range is the one every part was trained on (0, 0 if they share none).
 
     Raises:
@@ -251,7 +251,7 @@ def combine_configs(configs: Sequence[ModelConfig], selection: Sequence[SourceRe
     sigma_max = min(config.sigma_max for config in used)
     if sigma_min > sigma_max:
         sigma_min = sigma_max = 0.0
-    flow = max((config.architecture for config in used), key=lambda flow: flow.frame_multiple)
+    flow = max((config.architecture for config in used), key=lambda flow: flow.length_multiple)
     return ModelConfig(sources=tuple(names), sample_rate=rates[0], architecture=flow, grouped=False,
                        sigma_min=sigma_min, sigma_max=sigma_max, mixing=mixings[0], gains=gains)
 
@@ -274,16 +274,16 @@ class CombinedPriors(SourcePrior):
         super().__init__(combine_configs([part.config for part in parts], selection))
         self.parts = nn.ModuleList(parts)
         self.selection = selection
-        # per part: positions in the combination and the matching channels of the part
-        self._routes: list[tuple[int, list[int], list[int]]] = []
+        # per part used: (its index, its sources' places in the combination, their channels)
+        self._members: list[tuple[int, list[int], list[int]]] = []
         for index, part in enumerate(parts):
             positions = [k for k, ref in enumerate(self.selection) if ref.part == index]
             channels = [part.sources.index(self.selection[k].source) for k in positions]
             if positions:
-                self._routes.append((index, positions, channels))
-        order = [k for _, positions, _ in self._routes for k in positions]
+                self._members.append((index, positions, channels))
+        order = [k for _, positions, _ in self._members for k in positions]
         self.register_buffer("_restore", torch.argsort(torch.tensor(order)), persistent=False)
-        used = [self.parts[index] for index, _, _ in self._routes]
+        used = [self.parts[index] for index, _, _ in self._members]
         self.has_log_prob = all(part.has_log_prob for part in used)
         lengths = {part.segment_length for part in used} - {None}
         self._segment_length = max(lengths) if lengths else None
@@ -303,7 +303,7 @@ class CombinedPriors(SourcePrior):
         """
         sigma = expand_sigma(sigma, sources)
         pieces = []
-        for index, positions, channels in self._routes:
+        for index, positions, channels in self._members:
             part = self.parts[index]
             part_sources = self._part_input(index, positions, channels, sources)
             part_sigma = self._part_input(index, positions, channels, sigma)
@@ -324,7 +324,7 @@ class CombinedPriors(SourcePrior):
         """Log-likelihood of each source under its own prior.
 
         Args:
-            sources: (batch, n_sources, time), time a multiple of `config.frame_multiple`.
+            sources: (batch, n_sources, time), time a multiple of `config.length_multiple`.
             sigma: noise level(s) the priors condition on: float or (batch, n_sources).
 
         Returns:
@@ -332,7 +332,7 @@ class CombinedPriors(SourcePrior):
         """
         sigma = expand_sigma(sigma, sources)
         pieces = []
-        for index, positions, channels in self._routes:
+        for index, positions, channels in self._members:
             part_sources = self._part_input(index, positions, channels, sources)
             part_sigma = self._part_input(index, positions, channels, sigma)
             pieces.append(self.parts[index].log_prob(part_sources, part_sigma)[:, channels])
@@ -348,17 +348,17 @@ class CombinedPriors(SourcePrior):
         """Draw `n` signals per source, each part through its own inverse flow.
 
         Returns:
-            (n, n_sources, length) with length rounded down to `config.frame_multiple`.
+            (n, n_sources, length) with length rounded down to `config.length_multiple`.
         """
-        multiple = self.config.frame_multiple
+        multiple = self.config.length_multiple
         length = length // multiple * multiple
         sigma = expand_sigma(sigma, torch.zeros(n, len(self.sources), 1))
         pieces = []
-        for index, positions, channels in self._routes:
+        for index, positions, channels in self._members:
             part_sigma = self._part_input(index, positions, channels, sigma)
             drawn = self.parts[index].sample(n, length, part_sigma, temperature, generator)
             pieces.append(drawn[:, channels].to(self._restore.device))
         return torch.cat(pieces, dim=1)[:, self._restore]
 
     def receptive_field(self) -> int:
-        return max(receptive_field(self.parts[index].config) for index, _, _ in self._routes)
+        return max(receptive_field(self.parts[index].config) for index, _, _ in self._members)

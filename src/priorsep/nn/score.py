@@ -372,11 +372,11 @@ class ScorePriors(SourcePrior):
             steps: sampler steps.
 
         Returns:
-            (n, n_sources, length rounded down to `frame_multiple`).
+            (n, n_sources, length rounded down to `length_multiple`).
         """
         from priorsep.separation.diffusion import DiffusionConfig, sample_priors
 
-        length = length // self.frame_multiple * self.frame_multiple
+        length = length // self.length_multiple * self.length_multiple
         config = DiffusionConfig(steps=steps, sigma_max=self.config.sigma_max or 1.0,
                                  sigma_min=float(sigma) if sigma else
                                  max(self.config.sigma_min, 1e-3))

@@ -33,16 +33,15 @@ separation, Algorithm 1); Karras et al. 2022 (EDM), arXiv 2206.00364 (schedule, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from priorsep.config import DiffusionConfig
 from priorsep.nn.interface import SourcePrior
+from priorsep.separation import CountCallback
 from priorsep.separation.mixing import Mixing
 
-Progress = Callable[[int, int], None]
 """Called after every score evaluation with (evaluations done, total evaluations)."""
 
 
@@ -129,7 +128,7 @@ class DiffusionResult:
 
 def _integrate(priors: SourcePrior, x: torch.Tensor, config: DiffusionConfig,
                constraint: _Constraint | None, generator: torch.Generator,
-               progress: Progress | None) -> torch.Tensor:
+               progress: CountCallback | None) -> torch.Tensor:
     """Run the sampler from x at sigma_max to a clean estimate; (rows, n_sources, time)."""
     sigmas = karras_sigmas(config)
     steps = config.steps
@@ -199,7 +198,7 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                        config: DiffusionConfig | None = None, *,
                        initial: torch.Tensor | None = None,
                        generator: torch.Generator | None = None,
-                       progress: Progress | None = None) -> DiffusionResult:
+                       progress: CountCallback | None = None) -> DiffusionResult:
     """Sample the sources of each mix with the independent score priors under the mix.
 
     Costs `config.total_evaluations` score evaluations, each over all chains and sources of all
@@ -207,7 +206,7 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
 
     Args:
         priors: any `SourcePrior` (score or density family).
-        mix: (batch, time), time a multiple of `priors.frame_multiple`.
+        mix: (batch, time), time a multiple of `priors.length_multiple`.
         mixing: the linear mixing g.
         config: schedule, solver, churn, constraint, initialisation, chains.
         initial: (batch, n_sources, time) sources to start from (plus sigma_max noise),
@@ -239,7 +238,7 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                                  f"got {tuple(initial.shape)}")
             start = initial.to(mix).repeat_interleave(chains, dim=0)
         elif config.init == "mix":
-            start = mixing.spread(chain_mix, n_sources)
+            start = mixing.least_norm_sources(chain_mix, n_sources)
         else:
             start = 0.0
         constraint = _Constraint(config.constraint, chain_mix, mixing, n_sources,
@@ -254,7 +253,7 @@ def diffusion_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
 
 def sample_priors(priors: SourcePrior, n: int, length: int, config: DiffusionConfig,
                   temperature: float = 1.0, generator: torch.Generator | None = None,
-                  progress: Progress | None = None) -> torch.Tensor:
+                  progress: CountCallback | None = None) -> torch.Tensor:
     """Unconditional samples of every prior by the same sampler without a constraint.
 
     Returns:

@@ -29,16 +29,15 @@ seeded generator, so a result does not depend on the device.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from priorsep.config import LangevinConfig
 from priorsep.nn.interface import SourcePrior
+from priorsep.separation import CountCallback
 from priorsep.separation.mixing import Mixing
 
-Progress = Callable[[int, int], None]
 """Called after every update with (updates done, total updates)."""
 
 
@@ -132,7 +131,7 @@ def initial_sources(mix: torch.Tensor, mixing: Mixing, n_sources: int, config: L
         (batch, n_sources, time).
     """
     if config.init == "mix":
-        return mixing.spread(mix, n_sources)
+        return mixing.least_norm_sources(mix, n_sources)
     std = config.sigmas()[0] if config.init_std is None else config.init_std
     return std * _standard_normal((mix.shape[0], n_sources, mix.shape[1]), generator, mix)
 
@@ -153,7 +152,7 @@ def langevin_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                       config: LangevinConfig | None = None, *,
                       initial: torch.Tensor | None = None,
                       generator: torch.Generator | None = None,
-                      progress: Progress | None = None) -> LangevinResult:
+                      progress: CountCallback | None = None) -> LangevinResult:
     """Sample the sources of each mix from the posterior by (annealed) Langevin dynamics.
 
     Costs exactly `config.n_levels * config.steps_per_level` prior gradient evaluations, plus one
@@ -208,7 +207,7 @@ def langevin_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
 
 def _run_chains(priors: SourcePrior, sources: torch.Tensor, mix: torch.Tensor, mixing: Mixing,
                 config: LangevinConfig, generator: torch.Generator,
-                progress: Progress | None) -> torch.Tensor:
+                progress: CountCallback | None) -> torch.Tensor:
     """All updates of the schedule; sources (batch * chains, n_sources, time) in and out."""
     total = config.total_steps
     done = 0

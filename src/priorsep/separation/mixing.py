@@ -80,7 +80,7 @@ class Mixing:
         weights = self.weights(n_sources, signal.dtype, signal.device)[:, None]
         return signal.unsqueeze(-2) * weights
 
-    def spread(self, mix: torch.Tensor, n_sources: int) -> torch.Tensor:
+    def least_norm_sources(self, mix: torch.Tensor, n_sources: int) -> torch.Tensor:
         """The least-norm sources that mix exactly to `mix`: a_k * mix / sum_j a_j**2.
 
         For the mean this is the mix itself in every source slot; for the sum, mix / N.
@@ -103,4 +103,4 @@ class Mixing:
         Returns:
             (..., n_sources, time).
         """
-        return sources + self.spread(mix - self(sources), sources.shape[-2])
+        return sources + self.least_norm_sources(mix - self(sources), sources.shape[-2])

@@ -3,8 +3,8 @@ amortised posterior's trainer is `priorsep.amortised`."""
 
 from priorsep.training.loop import (
     CHECKPOINT_NAME,
-    Progress,
     SourceData,
+    TrainingStep,
     distributed_rank,
     fresh_checkpoint_path,
     learning_rate,
@@ -13,6 +13,6 @@ from priorsep.training.loop import (
 )
 from priorsep.training.priors import finetune_levels, train, training_card
 
-__all__ = ["CHECKPOINT_NAME", "Progress", "SourceData", "distributed_rank", "finetune_levels",
+__all__ = ["CHECKPOINT_NAME", "TrainingStep", "SourceData", "distributed_rank", "finetune_levels",
            "fresh_checkpoint_path", "learning_rate", "optimise", "rank_device", "train",
            "training_card"]

@@ -24,7 +24,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from priorsep.config import ModelConfig, TrainConfig
-from priorsep.errors import CheckpointError, TrainingDiverged, TrainingInterrupted, UsageError
+from priorsep.errors import (
+    CheckpointError,
+    CheckpointExistsError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from priorsep.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -39,7 +44,7 @@ class SourceData(Protocol):
 
 
 @dataclass
-class Progress:
+class TrainingStep:
     """What the loop reports after every step (the CLI renders it)."""
 
     step: int
@@ -103,13 +108,13 @@ def _gather(value: Any, world: int) -> list[Any]:
     return values
 
 
-def _check_resumable(saved: dict, identity: dict[str, dict], path: Path) -> None:
+def _check_resumable(saved: dict, configs: dict[str, dict], path: Path) -> None:
     """Refuse a checkpoint made with other configurations; only `steps` may change.
 
-    `identity` holds each configuration as `dataclasses.asdict`; both sides are compared as
+    `configs` holds each configuration as `dataclasses.asdict`; both sides are compared as
     JSON values, so a tuple and the list a checkpoint may hold for it are equal.
     """
-    for key, config in identity.items():
+    for key, config in configs.items():
         old, new = json.loads(json.dumps(saved.get(key))), json.loads(json.dumps(config))
         if key == "model_config" and old is not None:
             # a checkpoint from before a field was added reads with that field's default
@@ -117,10 +122,12 @@ def _check_resumable(saved: dict, identity: dict[str, dict], path: Path) -> None
                 old = json.loads(json.dumps(dataclasses.asdict(ModelConfig.from_dict(old))))
             except (ValueError, TypeError):
                 pass
+        if key == "train_config" and old is not None:  # older checkpoints: renamed keys
+            old = {TrainConfig.RENAMED.get(name, name): value for name, value in old.items()}
         if key == "train_config":
             if old is None or {**old, "steps": new["steps"]} != new:
                 raise CheckpointError(f"{path}: was made with other training options; "
-                                      "only --steps may change on --resume")
+                                      "only the number of steps may change when resuming")
         elif old != new:
             what = key.removesuffix("_config")
             raise CheckpointError(f"{path}: was made with another {what} configuration")
@@ -132,14 +139,14 @@ def optimise(
     checkpoint_path: Path,
     batch_loss: Callable[[torch.nn.Module, torch.Generator], tuple[torch.Tensor, int]],
     *,
-    identity: dict[str, Any],
+    configs: dict[str, Any],
     resume: bool,
     generator: torch.Generator,
     rank: int = 0,
     world: int = 1,
     prepare: Callable[[], None] | None = None,
     validate: Callable[[], list[float]] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[TrainingStep], None] | None = None,
 ) -> tuple[int, float]:
     """The loop shared by every trainer: Adam, step decay, clipping, checkpoints, resume, Ctrl-C.
 
@@ -148,7 +155,7 @@ def optimise(
             checkpointed).
         batch_loss: (module or its DDP wrapper, data generator) -> (loss, audio samples in
             the batch); draws its own batch from the generator.
-        identity: configuration dataclasses stored in the checkpoint and checked on `resume`
+        configs: configuration dataclasses stored in the checkpoint and checked on `resume`
             ("train_config" may differ in its `steps` only).
         generator: the data generator of this rank (its state is checkpointed per rank).
         prepare: runs once before a fresh start (e.g. ActNorm's data-dependent initialisation).
@@ -162,7 +169,7 @@ def optimise(
         TrainingDiverged: the loss or the weights became NaN or infinite (nothing of them is
             saved).
     """
-    identity = {key: dataclasses.asdict(config) for key, config in identity.items()}
+    configs = {key: dataclasses.asdict(config) for key, config in configs.items()}
     parameters = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=train_config.lr)
     step, elapsed = 0, 0.0
@@ -173,7 +180,7 @@ def optimise(
             saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises many types for a damaged file
             raise CheckpointError(f"{checkpoint_path}: unreadable ({error})") from None
-        _check_resumable(saved, identity, checkpoint_path)
+        _check_resumable(saved, configs, checkpoint_path)
         module.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["data_rng"][rank])
@@ -196,7 +203,7 @@ def optimise(
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "elapsed": elapsed,
-                **identity,
+                **configs,
             }
             atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
         if world > 1:
@@ -228,14 +235,13 @@ def optimise(
                     step % train_config.eval_every == 0 or step == train_config.steps):
                 scores = validate()
             if on_progress is not None and rank == 0:
-                on_progress(Progress(step, train_config.steps, loss.item(),
+                on_progress(TrainingStep(step, train_config.steps, loss.item(),
                                      n_samples * world / duration, lr, scores))
             stop_now = _gather(stop.requested, world)
             if any(stop_now):
                 save_checkpoint()
                 raise TrainingInterrupted(
-                    f"stopped at step {step}; checkpoint saved to {checkpoint_path}, "
-                    "continue with --resume")
+                    f"stopped at step {step}; checkpoint saved to {checkpoint_path}")
             if step % train_config.checkpoint_every == 0 or step == train_config.steps:
                 save_checkpoint()
     module.eval()
@@ -254,8 +260,7 @@ def fresh_checkpoint_path(out_dir: Path, resume: bool) -> Path:
     """`out_dir/checkpoint.pt`; refuses to start afresh over an existing one."""
     checkpoint_path = out_dir / CHECKPOINT_NAME
     if not resume and checkpoint_path.exists():
-        raise UsageError(f"{checkpoint_path} exists: pass --resume to continue it, "
-                         "or choose another --out")
+        raise CheckpointExistsError(checkpoint_path)
     return checkpoint_path
 
 

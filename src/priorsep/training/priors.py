@@ -23,8 +23,8 @@ from priorsep.nn.registry import build_priors
 from priorsep.storage import WEIGHTS_NAME, level_folder_name, save_model, write_levels
 from priorsep.training.loop import (
     CHECKPOINT_NAME,
-    Progress,
     SourceData,
+    TrainingStep,
     distributed_rank,
     fresh_checkpoint_path,
     optimise,
@@ -40,7 +40,7 @@ def training_card(info: dict[str, Any] | None, train_config: TrainConfig, step: 
     training.update({
         "steps": step,
         "batch size": f"{train_config.batch_size} x {world} rank(s)",
-        "frame length": train_config.frame_length,
+        "crop length": train_config.crop_length,
         "learning rate": f"{train_config.lr} (x{train_config.lr_decay}, "
                          f"{train_config.lr_decay_times} times)",
         "noise levels": f"[{train_config.sigma_min}, {train_config.sigma_max}]",
@@ -62,7 +62,7 @@ def train(
     init_state: dict[str, torch.Tensor] | None = None,
     validation: torch.Tensor | None = None,
     info: dict[str, Any] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[TrainingStep], None] | None = None,
 ) -> SourcePrior:
     """Train the priors of `model_config` on `data` and write the model folder `out_dir`.
 
@@ -90,9 +90,9 @@ def train(
     device = rank_device(device, world)
     if tuple(data.sources) != model_config.sources:
         raise UsageError(f"data has sources {data.sources}, model has {model_config.sources}")
-    if train_config.frame_length % model_config.frame_multiple:
-        raise FieldError("frame_length",
-                         f"must be a multiple of {model_config.frame_multiple}")
+    if train_config.crop_length % model_config.length_multiple:
+        raise FieldError("crop_length",
+                         f"must be a multiple of {model_config.length_multiple}")
     if train_config.score_weight > 0 and world > 1:
         raise UsageError("score matching differentiates the gradient, which DDP does not "
                          "support: train with one process")
@@ -101,7 +101,7 @@ def train(
     torch.manual_seed(train_config.seed)
     priors = build_priors(model_config).to(device)
     generator = torch.Generator().manual_seed(train_config.seed * 1000 + rank)
-    length = train_config.frame_length
+    length = train_config.crop_length
 
     def prepare() -> None:
         if init_state is not None:
@@ -117,7 +117,7 @@ def train(
 
     step, elapsed = optimise(
         priors, train_config, checkpoint_path, batch_loss,
-        identity={"model_config": model_config, "train_config": train_config},
+        configs={"model_config": model_config, "train_config": train_config},
         resume=resume, generator=generator, rank=rank, world=world, prepare=prepare,
         validate=validate if validation is not None else None, on_progress=on_progress)
 
