@@ -34,7 +34,7 @@ def training_rate(config: ModelConfig, batch: int, frame: int, steps: int) -> fl
     optimiser = torch.optim.Adam(priors.parameters(), 1e-4)
     generator = torch.Generator().manual_seed(0)
     clean = torch.rand(batch, len(config.sources), frame, generator=generator) * 1.6 - 0.8
-    train_config = TrainConfig(sigma_min=0.005, sigma_max=2.0)
+    train_config = TrainConfig(draw_sigma_min=0.005, draw_sigma_max=2.0)
     priors.prepare(clean)
     elapsed = 0.0
     for step in range(steps + 1):

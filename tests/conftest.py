@@ -54,7 +54,8 @@ def save_toy_priors(folder, flow: FlowConfig, separation: dict):
     from priorsep.storage import save_model
 
     torch.manual_seed(0)
-    priors = SourcePriors(ModelConfig(architecture=flow, sigma_min=0.01, sigma_max=1.0))
+    priors = SourcePriors(ModelConfig(architecture=flow, trained_sigma_min=0.01,
+                                      trained_sigma_max=1.0))
     priors.train()
     priors(torch.randn(2, 4, 256) * 0.5)
     save_model(priors.eval(), folder, {"separation": separation})

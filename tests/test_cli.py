@@ -204,7 +204,7 @@ def test_finetune_noise_continuous_and_per_level(tmp_path):
                                  "--sigma-min", "0.02", "--sigma-max", "0.5", *finetune_tiny])
     assert result.exit_code == 0, result.output
     model = json.loads((tmp_path / "cond" / "config.json").read_text())["model"]
-    assert (model["sigma_min"], model["sigma_max"]) == (0.02, 0.5)
+    assert (model["trained_sigma_min"], model["trained_sigma_max"]) == (0.02, 0.5)
     result = runner.invoke(app, ["finetune-noise", clean, "--out", str(tmp_path / "levels"),
                                  "--sigmas", "0.1,0.3", *finetune_tiny])
     assert result.exit_code == 0, result.output
@@ -213,7 +213,7 @@ def test_finetune_noise_continuous_and_per_level(tmp_path):
     for level in (0.1, 0.3):
         folder = tmp_path / "levels" / f"sigma-{level:g}"
         model = json.loads((folder / "config.json").read_text())["model"]
-        assert model["sigma_min"] == model["sigma_max"] == level
+        assert model["trained_sigma_min"] == model["trained_sigma_max"] == level
         assert not (folder / "checkpoint.pt").exists()
     # levels are serial: 0.3 starts from 0.1, so the two differ from each other and from clean
     from safetensors.torch import load_file

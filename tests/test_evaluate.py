@@ -60,7 +60,8 @@ def models(tmp_path_factory) -> dict:
     torch.manual_seed(0)
     clean = train(ModelConfig(architecture=ORDERING_FLOW), ORDERING_TRAINING, ToySources(),
                   root / "clean")
-    noisy_steps = dataclasses.replace(ORDERING_TRAINING, steps=2, sigma_min=0.05, sigma_max=0.5)
+    noisy_steps = dataclasses.replace(ORDERING_TRAINING, steps=2, draw_sigma_min=0.05,
+                                      draw_sigma_max=0.5)
     train(clean.config, noisy_steps, ToySources(), root / "conditional",
           init_state=clean.state_dict())
     finetune_levels(clean, [0.05, 0.2], dataclasses.replace(noisy_steps, steps=1), ToySources(),
@@ -388,7 +389,7 @@ def test_cli_compares_models_side_by_side(models, tmp_path):
     wavenet = build_priors(ModelConfig(
         architecture=WaveNetConfig(n_blocks=1, n_layers=3, residual_channels=8,
                                    skip_channels=8, classes=32, embedding_channels=4),
-        sigma_min=0.01, sigma_max=1.0))
+        trained_sigma_min=0.01, trained_sigma_max=1.0))
     save_model(wavenet, tmp_path / "wavenet")
     out = tmp_path / "compared"
     result = runner.invoke(app, [

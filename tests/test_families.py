@@ -29,27 +29,28 @@ TINY_SCORE = dict(frame=4, time_channels=8, time_layers=3, time_cycle=3, spectra
 TINY_WAVENET = dict(n_blocks=2, n_layers=3, residual_channels=8, skip_channels=8, classes=32,
                     embedding_channels=4)
 CONFIGS = {
-    "flowavenet": ModelConfig(architecture=TINY_FLOW, sigma_min=0.01, sigma_max=1.0),
+    "flowavenet": ModelConfig(architecture=TINY_FLOW, trained_sigma_min=0.01,
+                              trained_sigma_max=1.0),
     "score-time": ModelConfig(architecture=ScoreConfig(front_end="time", **TINY_SCORE),
-                              sigma_min=0.005, sigma_max=2.0),
+                              trained_sigma_min=0.005, trained_sigma_max=2.0),
     "score-spectral": ModelConfig(architecture=ScoreConfig(front_end="spectral", **TINY_SCORE),
-                                  sigma_min=0.005, sigma_max=2.0),
+                                  trained_sigma_min=0.005, trained_sigma_max=2.0),
     "score-hybrid-attention": ModelConfig(
         architecture=ScoreConfig(front_end="hybrid", time_attention=1, spectral_attention=1,
                                  attention_width=4, **TINY_SCORE),
-        sigma_min=0.005, sigma_max=2.0),
+        trained_sigma_min=0.005, trained_sigma_max=2.0),
     "score-time+stft-shared": ModelConfig(
         architecture=ScoreConfig(front_end="time+stft", shared=True, **TINY_SCORE),
-        sigma_min=0.005, sigma_max=2.0),
+        trained_sigma_min=0.005, trained_sigma_max=2.0),
     "score-spectral-no-skip": ModelConfig(
         architecture=ScoreConfig(front_end="spectral", skip=False, **TINY_SCORE),
-        sigma_min=0.005, sigma_max=2.0),
+        trained_sigma_min=0.005, trained_sigma_max=2.0),
     "gaussian": ModelConfig(architecture=GaussianConfig((0.0,) * 4, (0.3, 0.2, 0.5, 0.2))),
-    "wavenet": ModelConfig(architecture=WaveNetConfig(**TINY_WAVENET), sigma_min=0.005,
-                           sigma_max=2.0),
+    "wavenet": ModelConfig(architecture=WaveNetConfig(**TINY_WAVENET), trained_sigma_min=0.005,
+                           trained_sigma_max=2.0),
     "wavenet-mulaw-separate": ModelConfig(
         architecture=WaveNetConfig(quantisation="mulaw", **TINY_WAVENET), grouped=False,
-        sigma_min=0.005, sigma_max=2.0),
+        trained_sigma_min=0.005, trained_sigma_max=2.0),
 }
 
 
@@ -125,8 +126,8 @@ def test_samples_have_the_asked_shape(family):
 def test_two_training_steps_change_the_weights_and_write_a_folder(name, tmp_path):
     config = CONFIGS[name]
     validation = ToyDataset("validation", 2, duration=256 / 16000).batch(range(2))
-    noise = ({"sigma_min": 0.005, "sigma_max": 2.0} if config.family in ("score", "wavenet")
-             else {})
+    noise = ({"draw_sigma_min": 0.005, "draw_sigma_max": 2.0}
+             if config.family in ("score", "wavenet") else {})
     torch.manual_seed(0)
     before = build_priors(config).state_dict()
     trained = train(config, TrainConfig(steps=2, batch_size=2, crop_length=256, seed=0,

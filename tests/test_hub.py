@@ -315,6 +315,25 @@ def test_per_level_models_resolve_locally_and_from_the_hub(hub, tmp_path, monkey
         resolve_model(f"{tiny_model(tmp_path / 'other', ('c',))},{levels}")
 
 
+def test_levels_beside_a_clean_model_separate_with_the_levels(tmp_path):
+    """A clean model at the top of a folder of levels: the resolver (so `separate`) takes the
+    levels, and evaluation the same levels, with the clean model as its base priors."""
+    from priorsep.evaluation.levels import load_priors_under_test
+    from priorsep.nn.levels import NearestLevelPriors
+
+    folder = tiny_model(tmp_path / "levels", seed=3)
+    high = tiny_model(folder / "sigma-0.3", seed=2)
+    tiny_model(folder / "sigma-0.01", seed=1)
+    assert resolve_model(str(folder)).levels == (0.01, 0.3)
+    priors = load_priors(str(folder))
+    assert isinstance(priors, NearestLevelPriors) and same_weights(priors.levels[1],
+                                                                   load_model(high))
+    under_test = load_priors_under_test(str(folder), "cpu")
+    assert (under_test.kind, under_test.base_sigma) == ("per-level", 0.0)
+    assert [level.sigma for level in under_test.levels] == [0.01, 0.3]
+    assert same_weights(under_test.priors, load_model(folder))
+
+
 # command line
 
 
@@ -395,15 +414,15 @@ def test_cli_separate_with_a_pinned_hub_model_end_to_end(hub, tmp_path):
 
 def test_combined_config_keeps_what_the_parts_share():
     gains = ModelConfig(sources=("a", "b"), architecture=TINY_FLOW, mixing="gains",
-                        gains=(0.5, 2.0), sigma_min=0.01, sigma_max=0.5)
+                        gains=(0.5, 2.0), trained_sigma_min=0.01, trained_sigma_max=0.5)
     deeper = FlowConfig(early_squeezes=0, n_blocks=2, n_flows=1, n_layers=1, residual_channels=4,
                         skip_channels=4, cond_channels=2)
     other = ModelConfig(sources=("c",), architecture=deeper, mixing="gains", gains=(3.0,),
-                        sigma_min=0.1, sigma_max=1.0)
+                        trained_sigma_min=0.1, trained_sigma_max=1.0)
     config = combine_configs([gains, other], [SourceRef("b", 0, "b"), SourceRef("c", 1, "c")])
     assert (config.sources, config.gains, config.length_multiple) == (("b", "c"), (2.0, 3.0),
                                                                           4)
-    assert (config.sigma_min, config.sigma_max) == (0.1, 0.5)
+    assert (config.trained_sigma_min, config.trained_sigma_max) == (0.1, 0.5)
     mean = ModelConfig(sources=("d",), architecture=TINY_FLOW)
     with pytest.raises(ValueError, match="different mixing"):
         combine_configs([gains, mean], [SourceRef("a", 0, "a"), SourceRef("d", 1, "d")])

@@ -43,7 +43,7 @@ def test_save_load_round_trip_keeps_actnorm(tmp_path, trained_priors):
 def test_config_json_describes_the_model(tmp_path, trained_priors):
     save_model(trained_priors, tmp_path)
     raw = json.loads((tmp_path / "config.json").read_text())
-    assert raw["format_version"] == 2
+    assert raw["format_version"] == 3
     assert raw["model"]["sources"] == ["drums", "bass"]
     assert raw["model"]["family"] == "flowavenet"
     assert raw["model"]["architecture"]["n_blocks"] == TINY_FLOW.n_blocks
@@ -91,6 +91,8 @@ def test_format_version_1_folders_load_as_flowavenet(tmp_path, trained_priors):
     model = raw["model"]
     model["flow"] = model.pop("architecture")
     del model["family"]
+    for end in ("min", "max"):  # versions 1 and 2 named the trained noise range sigma_min/max
+        model[f"sigma_{end}"] = model.pop(f"trained_sigma_{end}")
     raw["format_version"] = 1
     (tmp_path / "config.json").write_text(json.dumps(raw))
     loaded = load_model(tmp_path)

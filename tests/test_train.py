@@ -15,7 +15,7 @@ from priorsep.cli.app import option_error
 from priorsep.config import ModelConfig, TrainConfig
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CheckpointError, TrainingInterrupted, UsageError
-from priorsep.nn.prior import draw_sigma, validation_log_likelihood
+from priorsep.nn.interface import draw_sigma, validation_log_likelihood
 from priorsep.storage import load_model
 from priorsep.training import (
     CHECKPOINT_NAME,
@@ -126,13 +126,17 @@ def test_learning_rate_decays_the_asked_number_of_times():
 
 
 def test_sigma_draws_are_log_uniform_with_clean_share():
-    config = TrainConfig(sigma_min=0.01, sigma_max=1.0, clean_fraction=0.25)
+    config = TrainConfig(draw_sigma_min=0.01, draw_sigma_max=1.0, clean_fraction=0.25)
     sigma = draw_sigma(config, torch.Generator().manual_seed(0), 4000, 4)
     clean = (sigma == 0).float().mean().item()
     assert abs(clean - 0.25) < 0.02
     noisy = sigma[sigma > 0]
     assert noisy.min() >= 0.01 and noisy.max() <= 1.0
     assert abs(torch.log10(noisy).mean().item() + 1.0) < 0.03  # midpoint of [-2, 0]
+    # the score family's draws: never clean; the noisy ones are the same stream's
+    always = draw_sigma(config, torch.Generator().manual_seed(0), 4000, 4, with_clean=False)
+    assert always.min() >= 0.01 and always.max() <= 1.0
+    assert torch.equal(always[sigma > 0], noisy)
 
 
 def test_score_matching_loss_is_smallest_at_the_true_score():
@@ -158,8 +162,8 @@ def test_score_matching_loss_is_smallest_at_the_true_score():
 
 
 def test_training_with_score_matching(tmp_path, tiny_model_config):
-    config = TrainConfig(steps=2, batch_size=2, crop_length=256, sigma_min=0.05, sigma_max=0.5,
-                         score_weight=1.0)
+    config = TrainConfig(steps=2, batch_size=2, crop_length=256, draw_sigma_min=0.05,
+                         draw_sigma_max=0.5, score_weight=1.0)
     losses = []
     train(tiny_model_config, config, ToySources(), tmp_path / "m",
           on_progress=lambda p: losses.append(p.loss))

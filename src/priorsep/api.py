@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +30,9 @@ from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation.apply import segment_starts, separate_long
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import SeparationSettings, read_separation
+
+if TYPE_CHECKING:
+    from priorsep.hub import ResolvedModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +88,19 @@ def load_model_id(model: str | os.PathLike, device: str | torch.device = "cpu",
     """(priors, info, the stored posterior encoder or None, the stored separation settings)
     of a model id; `with_posterior` makes a missing encoder an error."""
     from priorsep import hub
+
+    return load_resolved_model(hub.resolve_model(str(model), notify=notify), device,
+                               with_posterior)
+
+
+def load_resolved_model(resolved: ResolvedModel, device: str | torch.device = "cpu",
+                        with_posterior: bool = False
+                        ) -> tuple[SourcePrior, dict[str, Any], PosteriorEncoder | None,
+                                   SeparationSettings]:
+    """`load_model_id` of a model the resolver (`priorsep.hub.resolve_model`) has found."""
+    from priorsep import hub
     from priorsep.storage import CONFIG_NAME, SEPARATION_NAME, load_posterior, read_config
 
-    resolved = hub.resolve_model(str(model), notify=notify)
     home = resolved.folder or resolved.top  # a per-level model keeps its settings at the top
     info = (read_config(home)[1] if home is not None and (home / CONFIG_NAME).is_file()
             else {})

@@ -278,14 +278,18 @@ class ModelConfig:
     from the architecture's type when left empty.
     """
 
+    RENAMED: ClassVar[dict[str, str]] = {"sigma_min": "trained_sigma_min",
+                                         "sigma_max": "trained_sigma_max"}
+    """Keys of older model folders and checkpoints and their names now."""
+
     sources: tuple[str, ...] = ("sine", "sawtooth", "square", "triangle")
     sample_rate: int = 16000
     architecture: FlowConfig | ScoreConfig | GaussianConfig | WaveNetConfig = field(
         default_factory=FlowConfig)
     grouped: bool = True
     """One module for all sources (convolutions with groups=len(sources)), or one per source."""
-    sigma_min: float = 0.0
-    sigma_max: float = 0.0
+    trained_sigma_min: float = 0.0
+    trained_sigma_max: float = 0.0
     """Noise levels the priors were trained on (0, 0 for clean priors)."""
     mixing: str = "mean"
     gains: tuple[float, ...] | None = None
@@ -330,7 +334,9 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation settings shared by `priorsep train` and `priorsep finetune-noise`."""
 
-    RENAMED: ClassVar[dict[str, str]] = {"frame_length": "crop_length"}
+    RENAMED: ClassVar[dict[str, str]] = {"frame_length": "crop_length",
+                                         "sigma_min": "draw_sigma_min",
+                                         "sigma_max": "draw_sigma_max"}
     """Keys of older checkpoints and their names now."""
 
     steps: int = 2000
@@ -342,9 +348,10 @@ class TrainConfig:
     lr_decay_times: int = 5
     """The learning rate is multiplied by `lr_decay` this many times, evenly over `steps`."""
     grad_clip: float = 10.0
-    sigma_min: float = 0.0
-    sigma_max: float = 0.0
-    """Noise levels drawn per example, log-uniform in [sigma_min, sigma_max]; 0, 0 = clean."""
+    draw_sigma_min: float = 0.0
+    draw_sigma_max: float = 0.0
+    """Noise levels drawn per example, log-uniform in [draw_sigma_min, draw_sigma_max]; 0, 0 =
+    clean. (The model's `trained_sigma_*` record the range; samplers' `sigma_*` are schedules.)"""
     clean_fraction: float = 0.1
     """Share of examples kept clean (sigma = 0) when training with noise."""
     score_weight: float = 0.0
@@ -361,10 +368,11 @@ class TrainConfig:
         check_finite(self, 0.0, math.inf, "lr", low_open=True)
         check_finite(self, 0.0, 1.0, "lr_decay", low_open=True)
         check_finite(self, 0.0, 1.0, "clean_fraction")
-        check_finite(self, 0.0, math.inf, "grad_clip", "sigma_min", "sigma_max", "score_weight")
-        if self.sigma_min > self.sigma_max:
-            raise FieldError("sigma_min", f"({self.sigma_min:g}) must not exceed sigma_max "
-                                          f"({self.sigma_max:g})")
+        check_finite(self, 0.0, math.inf, "grad_clip", "draw_sigma_min", "draw_sigma_max",
+                     "score_weight")
+        if self.draw_sigma_min > self.draw_sigma_max:
+            raise FieldError("draw_sigma_min", f"({self.draw_sigma_min:g}) must not exceed "
+                                               f"draw_sigma_max ({self.draw_sigma_max:g})")
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,8 @@ def _model_table(config: ModelConfig, info: dict[str, Any]) -> list[str]:
         ("architecture", build_priors(config).summary()),
         ("layout", "one grouped module" if config.grouped else "one module per source"),
         ("parameters", f"{info['parameters']:,}" if "parameters" in info else "unknown"),
-        ("noise levels trained on", f"sigma in [{config.sigma_min}, {config.sigma_max}]"),
+        ("noise levels trained on",
+         f"sigma in [{config.trained_sigma_min}, {config.trained_sigma_max}]"),
         ("mixing", config.mixing if config.gains is None
          else f"{config.mixing} {list(config.gains)}"),
         ("files", f"`{CONFIG_NAME}` (format version {FORMAT_VERSION}), `{WEIGHTS_NAME}`"),

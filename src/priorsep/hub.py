@@ -98,7 +98,8 @@ class ResolvedModel:
     levels: tuple[float, ...] = ()
     """Per-level models: the noise level of each part (one model per level)."""
     top: Path | None = None
-    """Per-level models: the folder holding the levels (and maybe separation.json)."""
+    """Per-level models: the folder holding the levels (and maybe separation.json, and a clean
+    model's config.json, which evaluation uses as the base priors)."""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -252,14 +253,16 @@ class _Resolver:
     def _path(self, path: Path, model_id: str, depth: int) -> ResolvedModel:
         if path.is_file():
             return self._bag(path, model_id, path.parent, depth)
-        if (path / CONFIG_NAME).is_file():
-            config, _ = read_config(path)
-            return ResolvedModel(model_id, "local", config, folder=path.resolve())
-        if (path / BAG_NAME).is_file():
-            return self._bag(path / BAG_NAME, model_id, path, depth)
+        # levels win over a clean model at the top of the same folder (evaluation's base
+        # priors): separating with such a folder samples with the levels, as evaluation does
         if (path / LEVELS_NAME).is_file():
             return self._levels(path / LEVELS_NAME, model_id, path, depth)
         found = level_folders(path)
+        if (path / CONFIG_NAME).is_file() and not found:
+            config, _ = read_config(path)
+            return ResolvedModel(model_id, "local", config, folder=path.resolve())
+        if (path / BAG_NAME).is_file() and not found:
+            return self._bag(path / BAG_NAME, model_id, path, depth)
         if found:
             picks = [(sigma, self.resolve(str(folder), path, depth + 1)) for sigma, folder in found]
             return self._level_model(model_id, picks, top=path.resolve())

@@ -33,8 +33,9 @@ from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.registry import build_priors
 
-FORMAT_VERSION = 2
-"""2: `model` names its `family` and holds its `architecture`; 1 (FloWaveNet only) held `flow`."""
+FORMAT_VERSION = 3
+"""3: the model's noise range is `trained_sigma_min/max` (2 and 1 wrote `sigma_min/max`);
+2: `model` names its `family` and holds its `architecture`; 1 (FloWaveNet only) held `flow`."""
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
@@ -74,7 +75,8 @@ def model_card(config: ModelConfig, info: dict[str, Any],
         f"({1000 * priors.receptive_field() / config.sample_rate:.0f} ms)",
         f"- {'one grouped module' if config.grouped else 'one module per source'}, "
         f"{info.get('parameters', '?')} parameters",
-        f"- noise levels trained on: sigma in [{config.sigma_min}, {config.sigma_max}]",
+        f"- noise levels trained on: sigma in [{config.trained_sigma_min}, "
+        f"{config.trained_sigma_max}]",
         f"- mixing: {config.mixing}",
     ]
     sections = (("Training", "training"), ("Trained before fine-tuning", "base training"),

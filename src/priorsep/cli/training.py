@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,14 +34,50 @@ from priorsep.cli.app import (
     option_error,
     reports_errors,
 )
-from priorsep.config import FlowConfig, ScoreConfig, WaveNetConfig
+from priorsep.config import FlowConfig, ScoreConfig, TrainConfig, WaveNetConfig
 from priorsep.errors import UsageError
 
+TRAINING_OPTIONS = {
+    "steps": StepsOption, "batch_size": BatchOption, "crop_length": CropOption, "lr": LrOption,
+    "lr_decay": DecayOption, "lr_decay_times": DecayTimesOption,
+    "checkpoint_every": CheckpointOption, "eval_every": EvalOption, "seed": SeedOption,
+}
+"""The `TrainConfig` fields every training command sets with an option of its own."""
+
+
+def training_options(*omit: str, **defaults: Any):
+    """Give a command the options of `TRAINING_OPTIONS` (but `omit`), with `TrainConfig`'s
+    defaults unless `defaults` says otherwise, in place of its `train_options` parameter; the
+    command receives their values together as `train_options`, a dict of `TrainConfig` fields."""
+    fields = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    names = [name for name in TRAINING_OPTIONS if name not in omit]
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        parameters = []
+        for parameter in signature.parameters.values():
+            if parameter.name != "train_options":
+                parameters.append(parameter)
+                continue
+            parameters += [inspect.Parameter(
+                name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=TRAINING_OPTIONS[name],
+                default=defaults.get(name, fields[name])) for name in names]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            return command(train_options={name: kwargs.pop(name) for name in names}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)
+        return wrapper
+
+    return decorate
+
+
 TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
-    "steps", "batch_size", "crop_length", "lr", "lr_decay", "lr_decay_times",
-    "checkpoint_every", "eval_every", "seed", "sigma_min", "sigma_max", "clean_fraction",
-    "score_weight", "sample_rate", "n_blocks", "early_squeezes", "n_flows", "n_layers",
-    "cond_channels", "permutation", "frame_transform", "front_end")}
+    *TRAINING_OPTIONS, "clean_fraction", "score_weight", "sample_rate", "n_blocks",
+    "early_squeezes", "n_flows", "n_layers", "cond_channels", "permutation", "frame_transform",
+    "front_end")} | {
+    "draw_sigma_min": "--sigma-min", "draw_sigma_max": "--sigma-max"}
 """Fields that `train` sets with an option of its own (the others: `--set FIELD=VALUE`)."""
 
 
@@ -112,6 +150,7 @@ def parse_fields(items: list[str]) -> dict:
 
 @app.command()
 @reports_errors
+@training_options()
 def train(
     ctx: typer.Context,
     out: OutOption,
@@ -170,21 +209,13 @@ def train(
     grouped: Annotated[bool, typer.Option(
         "--grouped/--separate", help="One grouped module for all sources, or one per source.")
     ] = True,
-    steps: StepsOption = 2000,
-    batch_size: BatchOption = 8,
-    crop_length: CropOption = 4096,
-    lr: LrOption = 1e-3,
-    lr_decay: DecayOption = 0.6,
-    lr_decay_times: DecayTimesOption = 5,
-    checkpoint_every: CheckpointOption = 100,
-    eval_every: EvalOption = 0,
+    train_options: dict[str, Any] | None = None,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
-    seed: SeedOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Train one prior per source on solo recordings (never on mixes)."""
-    from priorsep.config import ModelConfig, TrainConfig
+    from priorsep.config import ModelConfig
     from priorsep.data.datasets import training_data
     from priorsep.devices import resolve_device
     from priorsep.training import train as run_training
@@ -221,26 +252,25 @@ def train(
     try:
         if prior == "score":
             architecture = ScoreConfig(**{"front_end": front_end, "shared": shared,
-                                          "segment_length": crop_length, **fields})
-            noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+                                          "segment_length": train_options["crop_length"],
+                                          **fields})
+            noise = {"draw_sigma_min": sigma_min, "draw_sigma_max": sigma_max}
         elif prior == "wavenet":
             architecture = WaveNetConfig(**{**shape, **fields})
-            noise = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+            noise = {"draw_sigma_min": sigma_min, "draw_sigma_max": sigma_max}
         else:
             architecture = FlowConfig(**{
                 "early_squeezes": early_squeezes, "n_flows": n_flows,
                 "cond_channels": cond_channels, "permutation": permutation,
                 "frame_transform": frame_transform, **shape, **fields})
             noise = {}
-        train_config = TrainConfig(steps=steps, batch_size=batch_size, crop_length=crop_length,
-                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
-                                   checkpoint_every=checkpoint_every, eval_every=eval_every,
-                                   seed=seed, **noise)
+        train_config = TrainConfig(**train_options, **noise)
         ModelConfig(sample_rate=sample_rate, architecture=architecture)  # checks the rate
     except (ValueError, TypeError) as error:
         widths = dict.fromkeys(width_fields, "--width")
         raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
-    data, validation, info = training_data(dataset, root, sources, sample_rate, crop_length)
+    data, validation, info = training_data(dataset, root, sources, sample_rate,
+                                           train_config.crop_length)
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
                                architecture=architecture, grouped=grouped)
     from priorsep.nn.registry import build_priors
@@ -248,7 +278,7 @@ def train(
     family = build_priors(model_config)
     units = ({} if family.has_log_prob else
              {"loss_name": "denoising loss", "loss_unit": "(EDM-weighted)"})
-    with TrainReporter(steps, quiet, checkpoint_every, data.sources,
+    with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every, data.sources,
                        validation_name=family.validation_name, **units) as reporter:
         priors = run_training(model_config, train_config, data, out, resume=resume,
                               device=resolve_device(device), validation=validation, info=info,
@@ -259,6 +289,7 @@ def train(
 
 @app.command("finetune-noise")
 @reports_errors
+@training_options(steps=1000, lr=5e-4)
 def finetune_noise(
     model: Annotated[str, typer.Argument(help="Model id of clean (or earlier) priors.")],
     out: OutOption,
@@ -277,24 +308,15 @@ def finetune_noise(
         help="Comma-separated levels: one model per level, fine-tuned serially (BASIS). "
              "Without it, one sigma-conditional model covers [--sigma-min, --sigma-max].")
     ] = None,
-    steps: StepsOption = 1000,
-    batch_size: BatchOption = 8,
-    crop_length: CropOption = 4096,
-    lr: LrOption = 5e-4,
-    lr_decay: DecayOption = 0.6,
-    lr_decay_times: DecayTimesOption = 5,
-    checkpoint_every: CheckpointOption = 100,
-    eval_every: EvalOption = 0,
+    train_options: dict[str, Any] | None = None,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
-    seed: SeedOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune priors on noisy sources x + sigma * eps, so their gradients guide Langevin."""
     import dataclasses
 
     from priorsep.api import load_pretrained
-    from priorsep.config import TrainConfig
     from priorsep.data.datasets import training_data
     from priorsep.devices import resolve_device
     from priorsep.nn.levels import NearestLevelPriors
@@ -307,14 +329,11 @@ def finetune_noise(
     except ValueError:
         raise UsageError(f"--sigmas {sigmas}: expected comma-separated numbers") from None
     try:
-        train_config = TrainConfig(steps=steps, batch_size=batch_size, crop_length=crop_length,
-                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
-                                   sigma_min=sigma_min, sigma_max=sigma_max,
-                                   clean_fraction=clean_fraction, score_weight=score_weight,
-                                   checkpoint_every=checkpoint_every, eval_every=eval_every,
-                                   seed=seed)
+        train_config = TrainConfig(**train_options, draw_sigma_min=sigma_min,
+                                   draw_sigma_max=sigma_max, clean_fraction=clean_fraction,
+                                   score_weight=score_weight)
     except ValueError as error:
-        raise option_error(error) from None
+        raise option_error(error, TRAIN_FLAGS) from None
     if levels and any(not math.isfinite(level) or level <= 0 for level in levels):
         raise UsageError("--sigmas must be positive finite numbers")
     priors, base_info = load_pretrained(model, notify=notice)
@@ -324,14 +343,15 @@ def finetune_noise(
     config = priors.config
     data, validation, info = training_data(
         dataset, root, ",".join(config.sources) if dataset == "folder" else None,
-        config.sample_rate, crop_length)
+        config.sample_rate, train_config.crop_length)
     info["training"]["fine-tuned from"] = str(model)
     if "training" in base_info:
         info["base training"] = base_info["training"]
     options = dict(resume=resume, device=resolve_device(device), validation=validation,
                    info=info)
+    steps, every = train_config.steps, train_config.checkpoint_every
     if levels:
-        with TrainReporter(steps * len(levels), quiet, checkpoint_every, config.sources) as rep:
+        with TrainReporter(steps * len(levels), quiet, every, config.sources) as rep:
             offset = {"steps": 0}
 
             def report(progress):
@@ -346,7 +366,7 @@ def finetune_noise(
             console.print(f"wrote {len(folders)} levels to {out}: "
                           + ", ".join(folder.name for folder in folders))
         return
-    with TrainReporter(steps, quiet, checkpoint_every, config.sources) as reporter:
+    with TrainReporter(steps, quiet, every, config.sources) as reporter:
         run_training(config, train_config, data, out, init_state=priors.state_dict(),
                      on_progress=reporter, **options)
     if not quiet:
@@ -355,6 +375,7 @@ def finetune_noise(
 
 @app.command("train-posterior")
 @reports_errors
+@training_options("eval_every")
 def train_posterior_command(
     model: Annotated[str, typer.Argument(help="Model id of the (noise-conditioned) priors.")],
     out: Annotated[Path, typer.Option(
@@ -370,22 +391,15 @@ def train_posterior_command(
     width: Annotated[int, typer.Option(help="WaveNet width of the encoder.")] = 48,
     squeezes: Annotated[int, typer.Option(
         help="The encoder reads frames of 2**squeezes samples.")] = 3,
-    steps: StepsOption = 2000,
-    batch_size: BatchOption = 8,
-    crop_length: CropOption = 4096,
-    lr: LrOption = 1e-3,
-    lr_decay: DecayOption = 0.6,
-    lr_decay_times: DecayTimesOption = 5,
-    checkpoint_every: CheckpointOption = 100,
+    train_options: dict[str, Any] | None = None,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
-    seed: SeedOption = 0,
     quiet: QuietOption = False,
 ) -> None:
     """Train an amortised posterior q(s | m) against frozen priors, on mixes only (ELBO)."""
     from priorsep.amortised import train_posterior
     from priorsep.api import load_pretrained
-    from priorsep.config import PosteriorConfig, TrainConfig
+    from priorsep.config import PosteriorConfig
     from priorsep.data.datasets import mix_training_data
     from priorsep.devices import resolve_device
     from priorsep.separation.mixing import Mixing
@@ -394,9 +408,7 @@ def train_posterior_command(
         posterior_config = PosteriorConfig(squeezes=squeezes, n_layers=layers,
                                            residual_channels=width, skip_channels=width,
                                            sigma=sigma, gamma=gamma)
-        train_config = TrainConfig(steps=steps, batch_size=batch_size, crop_length=crop_length,
-                                   lr=lr, lr_decay=lr_decay, lr_decay_times=lr_decay_times,
-                                   checkpoint_every=checkpoint_every, seed=seed)
+        train_config = TrainConfig(**train_options)
     except ValueError as error:
         raise option_error(error, {"n_layers": "--layers", "residual_channels": "--width"}
                            ) from None
@@ -404,10 +416,10 @@ def train_posterior_command(
     config = priors.config
     data, validation, info = mix_training_data(dataset, root, config.sources,
                                                config.sample_rate, Mixing.from_config(config),
-                                               crop_length)
+                                               train_config.crop_length)
     info["training"]["priors"] = str(model)
-    with TrainReporter(steps, quiet, checkpoint_every, config.sources,
-                       loss_name="-ELBO") as reporter:
+    with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every,
+                       config.sources, loss_name="-ELBO") as reporter:
         train_posterior(priors, posterior_config, train_config, data, out,
                         priors_info=priors_info, resume=resume, device=resolve_device(device),
                         validation=validation, info=info["training"], on_progress=reporter)

@@ -1,12 +1,12 @@
 """The priors under evaluation and their noise levels.
 
 Three kinds of model:
-- a **sigma-conditional** model (trained with `sigma_max > 0`): one set of weights, given the
+- a **sigma-conditional** model (`trained_sigma_max > 0`): one set of weights, given the
   noise level as an input; its levels are a list of sigmas (default: the thesis' five);
 - **per-level** checkpoints: a folder of `sigma-<value>/` model folders as written by
   per-level fine-tuning (`finetune_levels`, BASIS' protocol), one model per level; the folder itself
   may also hold the clean model (config.json at its top);
-- a **clean** model (`sigma_max == 0`): no noise levels, so the noise sections are skipped.
+- a **clean** model (`trained_sigma_max == 0`): no noise levels, so the noise sections are skipped.
 
 The "clean" sections (cross-likelihood, Gaussian noise, samples, separation) use the base priors
 at `base_sigma`: 0 for a clean or sigma-conditional model, and for per-level checkpoints without
@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from priorsep.errors import UsageError
 from priorsep.nn.levels import NearestLevelPriors, PriorLevel
 from priorsep.nn.prior import CombinedPriors, SourcePriors
-from priorsep.storage import CONFIG_NAME, SeparationSettings, level_folders, read_separation
+from priorsep.storage import (
+    CONFIG_NAME,
+    SeparationSettings,
+    load_model,
+)
 
 THESIS_SIGMAS: tuple[float, ...] = (0.01, 0.027, 0.077, 0.129, 0.359)
 """The noise levels of the thesis and of BASIS' fine-tuning."""
@@ -77,7 +79,7 @@ class PriorsUnderTest:
             "sources": list(config.sources),
             "sample_rate": config.sample_rate,
             "mixing": config.mixing,
-            "trained_sigma_range": [config.sigma_min, config.sigma_max],
+            "trained_sigma_range": [config.trained_sigma_min, config.trained_sigma_max],
             "base_sigma": self.base_sigma,
             "levels": [level.sigma for level in self.levels],
             "parameters": sum(p.numel() for p in self.priors.parameters()),
@@ -88,52 +90,46 @@ class PriorsUnderTest:
 def load_priors_under_test(model_id: str, device: torch.device | str,
                            sigmas: tuple[float, ...] = THESIS_SIGMAS,
                            notify: Callable[[str], None] | None = None) -> PriorsUnderTest:
-    """Load a model (any id `priorsep.api.load_pretrained` takes, or a per-level folder).
+    """Load a model: any id `priorsep.api.load_pretrained` takes, per-level ones included.
 
     Args:
         sigmas: the levels of a sigma-conditional model (ignored for the other kinds).
         notify: receives notices (levels outside the trained range, a cache fallback).
 
     Raises:
-        UsageError: the per-level models disagree on sources or sample rate.
+        UsageError: the per-level models disagree on sources, sample rate or mixing.
     """
-    from priorsep.api import load_model_id, load_pretrained
+    from priorsep import hub
+    from priorsep.api import load_resolved_model
 
-    folders = level_folders(Path(model_id).expanduser())
-    if folders:
-        levels = [PriorLevel(sigma, load_pretrained(str(folder), device, notify)[0])
-                  for sigma, folder in folders]
-        first = levels[0].priors.config
-        for level in levels[1:]:
-            config = level.priors.config
-            if (config.sources, config.sample_rate) != (first.sources, first.sample_rate):
-                raise UsageError(f"{model_id}: the level models differ in sources or sample rate")
-        notes = [f"per-level checkpoints: {', '.join(folder.name for _, folder in folders)}"]
-        if (Path(model_id).expanduser() / CONFIG_NAME).is_file():
-            priors, info = load_pretrained(model_id, device, notify)
-            base_sigma = 0.0
+    resolved = hub.resolve_model(model_id, notify=notify)
+    priors, info, _, settings = load_resolved_model(resolved, device)
+    if isinstance(priors, NearestLevelPriors):  # the resolver checked the levels agree
+        levels = [PriorLevel(sigma, part) for sigma, part
+                  in zip(priors.sigmas, priors.levels, strict=True)]
+        notes = [f"per-level checkpoints: sigma = "
+                 f"{', '.join(f'{level.sigma:g}' for level in levels)}"]
+        top = resolved.top
+        if top is not None and (top / CONFIG_NAME).is_file():  # a clean model at the top
+            base, base_sigma = load_model(top, device), 0.0
         else:
-            priors, info = levels[0].priors, {}
-            base_sigma = levels[0].sigma
+            base, base_sigma = levels[0].priors, levels[0].sigma
             notes.append(f"no clean model at the top of the folder: the clean sections use the "
                          f"lowest level, sigma = {base_sigma:g}")
-        settings = SeparationSettings()
-        if (Path(model_id).expanduser() / CONFIG_NAME).is_file():
-            settings = read_separation(Path(model_id).expanduser())
-        return PriorsUnderTest(model_id, "per-level", priors, base_sigma, levels, info, notes,
+        return PriorsUnderTest(model_id, "per-level", base, base_sigma, levels, info, notes,
                                settings)
 
-    priors, info, _, settings = load_model_id(model_id, device, notify)
     config = priors.config
-    if config.sigma_max <= 0:
+    if config.trained_sigma_max <= 0:
         return PriorsUnderTest(model_id, "clean", priors, 0.0, [], info,
                                ["clean priors (no noise levels): noise sections skipped"],
                                settings)
     notes = []
-    outside = [s for s in sigmas if not config.sigma_min <= s <= config.sigma_max]
+    outside = [s for s in sigmas if not config.trained_sigma_min <= s <= config.trained_sigma_max]
     if outside:
         message = (f"noise level(s) {', '.join(f'{s:g}' for s in outside)} outside the range the "
-                   f"model was trained on [{config.sigma_min:g}, {config.sigma_max:g}]")
+                   f"model was trained on [{config.trained_sigma_min:g}, "
+                   f"{config.trained_sigma_max:g}]")
         notes.append(message)
         if notify is not None:
             notify(message)

@@ -19,7 +19,7 @@ import torch
 
 from priorsep.evaluation.levels import Priors, PriorsUnderTest
 from priorsep.metrics import cross_likelihood
-from priorsep.nn.prior import validation_log_likelihood
+from priorsep.nn.interface import validation_log_likelihood
 from priorsep.separation import CountCallback
 
 GAUSSIAN_SIGMAS: tuple[float, ...] = tuple(10 ** (k / 4) for k in range(-12, 1))

@@ -20,7 +20,7 @@ import torch
 from priorsep.audio import write_audio
 from priorsep.evaluation.diagnostics import spectral_concentration
 from priorsep.evaluation.levels import PriorsUnderTest
-from priorsep.nn.prior import validation_log_likelihood
+from priorsep.nn.interface import validation_log_likelihood
 
 TEMPERATURES: tuple[float, ...] = (0.5, 0.8, 1.0)
 

@@ -37,8 +37,7 @@ from torch import nn
 from torch.nn import functional
 
 from priorsep.config import ModelConfig, TrainConfig, WaveNetConfig
-from priorsep.nn.interface import SourcePrior, expand_sigma
-from priorsep.nn.prior import draw_sigma, validation_log_likelihood
+from priorsep.nn.interface import SourcePrior, draw_sigma, expand_sigma
 from priorsep.nn.score import NoiseEmbedding
 
 CLEAN_SIGMA = 1e-3
@@ -233,7 +232,6 @@ class WaveNetPriors(SourcePrior):
     """
 
     has_log_prob = True
-    validation_name = "validation log-likelihood (nats/sample)"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -352,9 +350,6 @@ class WaveNetPriors(SourcePrior):
         logits = model(noisy.to(device), sigma.to(device))  # (B, N, K, T)
         target = self.quantiser.index(clean.to(device))
         return functional.cross_entropy(logits.transpose(1, 2), target)
-
-    def validation_scores(self, sources: torch.Tensor) -> list[float]:
-        return validation_log_likelihood(self, sources)
 
     def summary(self) -> str:
         arch: WaveNetConfig = self.config.architecture

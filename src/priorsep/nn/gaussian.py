@@ -26,7 +26,6 @@ class GaussianPriors(SourcePrior):
     """
 
     has_log_prob = True
-    validation_name = "validation log-likelihood (nats/sample)"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -66,11 +65,6 @@ class GaussianPriors(SourcePrior):
                       config: TrainConfig) -> torch.Tensor:
         """Nothing to learn: the negative log-likelihood (nats/sample), for the record."""
         return -self.log_prob(clean.to(self.device), 0.0).mean() / clean.shape[-1]
-
-    @torch.no_grad()
-    def validation_scores(self, sources: torch.Tensor) -> list[float]:
-        return (self.log_prob(sources.to(self.device), 0.0).mean(dim=0)
-                / sources.shape[-1]).tolist()
 
     def summary(self) -> str:
         arch = self.config.architecture

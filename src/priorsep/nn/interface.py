@@ -35,13 +35,22 @@ def expand_sigma(sigma, sources: torch.Tensor) -> torch.Tensor:
     return sigma.expand(sources.shape[0], sources.shape[1]) if sigma.dim() < 2 else sigma
 
 
-def log_uniform_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
-                      n_sources: int) -> torch.Tensor:
-    """Noise levels (batch, n_sources), log-uniform in [sigma_min, sigma_max] (> 0)."""
-    low = math.log(max(config.sigma_min, 1e-4))
-    high = math.log(max(config.sigma_max, 1e-4))
-    uniform = torch.rand(batch, n_sources, generator=generator)
-    return torch.exp(low + uniform * (high - low))
+def draw_sigma(config: TrainConfig, generator: torch.Generator, batch: int, n_sources: int,
+               with_clean: bool = True) -> torch.Tensor:
+    """Training noise levels (batch, n_sources), log-uniform in [draw_sigma_min, draw_sigma_max].
+
+    With `with_clean` (the density families), a share `config.clean_fraction` of them is 0, and
+    all are 0 when `draw_sigma_max` is 0; without (the score family), every level is > 0.
+    """
+    if with_clean and config.draw_sigma_max <= 0:
+        return torch.zeros(batch, n_sources)
+    low = math.log(max(config.draw_sigma_min, 1e-4))
+    high = math.log(max(config.draw_sigma_max, 1e-4))
+    uniform = torch.rand(2 if with_clean else 1, batch, n_sources, generator=generator)
+    sigma = torch.exp(low + uniform[0] * (high - low))
+    if not with_clean:
+        return sigma
+    return torch.where(uniform[1] < config.clean_fraction, torch.zeros_like(sigma), sigma)
 
 
 def tweedie_gain(priors: SourcePrior, clean: torch.Tensor, sigma: float,
@@ -81,8 +90,9 @@ class SourcePrior(nn.Module):
     """
 
     has_log_prob: ClassVar[bool] = False
-    validation_name: ClassVar[str] = ""
-    """What `validation_scores` returns, with its unit (for logs and model cards)."""
+    validation_name: ClassVar[str] = "validation log-likelihood (nats/sample)"
+    """What `validation_scores` returns, with its unit (for logs and model cards); a family
+    without a density names its own."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -208,9 +218,25 @@ class SourcePrior(nn.Module):
         raise NotImplementedError
 
     def validation_scores(self, sources: torch.Tensor) -> list[float]:
-        """The family's validation figure per source (see `validation_name`)."""
-        raise NotImplementedError
+        """The family's validation figure per source (see `validation_name`): for a family with
+        a density, the mean log-likelihood of clean held-out sources."""
+        if not self.has_log_prob:
+            raise NotImplementedError
+        return validation_log_likelihood(self, sources)
 
     def summary(self) -> str:
         """One line describing the architecture (for model cards and `priorsep models`)."""
         raise NotImplementedError
+
+
+@torch.inference_mode()
+def validation_log_likelihood(priors: SourcePrior, sources: torch.Tensor,
+                              sigma: float = 0.0, batch_size: int = 8) -> list[float]:
+    """Mean log-likelihood (nats/sample) of each source under its own prior."""
+    was_training = priors.training
+    priors.eval()
+    totals = torch.zeros(sources.shape[1], dtype=torch.float64)
+    for chunk in sources.split(batch_size):
+        totals += priors.log_prob(chunk.to(priors.device), sigma).double().sum(dim=0).cpu()
+    priors.train(was_training)
+    return (totals / (sources.shape[0] * sources.shape[2])).tolist()

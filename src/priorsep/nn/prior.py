@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,7 +19,7 @@ from torch import nn
 
 from priorsep.config import FlowConfig, ModelConfig, TrainConfig
 from priorsep.nn.flows import FloWaveNet
-from priorsep.nn.interface import SourcePrior, expand_sigma
+from priorsep.nn.interface import SourcePrior, draw_sigma, expand_sigma
 
 
 def receptive_field_bound(flow: FlowConfig) -> int:
@@ -70,7 +69,6 @@ class SourcePriors(SourcePrior):
     """
 
     has_log_prob = True
-    validation_name = "validation log-likelihood (nats/sample)"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -151,9 +149,6 @@ class SourcePriors(SourcePrior):
             loss = loss + config.score_weight * score_matching_loss(log_prob, noisy, noise, sigma)
         return loss
 
-    def validation_scores(self, sources: torch.Tensor) -> list[float]:
-        return validation_log_likelihood(self, sources)
-
     def summary(self) -> str:
         flow = self.config.architecture
         return (f"FloWaveNet: {flow.early_squeezes} early squeezes (groups of "
@@ -161,18 +156,6 @@ class SourcePriors(SourcePrior):
                 f"flows x {flow.n_layers} WaveNet layers, width {flow.residual_channels}, "
                 f"noise-level embedding {flow.cond_channels}, {flow.permutation}"
                 + (", DCT frame transform" if flow.frame_transform == "dct" else ""))
-
-
-def draw_sigma(config: TrainConfig, generator: torch.Generator, batch: int,
-               n_sources: int) -> torch.Tensor:
-    """Noise levels (batch, n_sources): log-uniform in [sigma_min, sigma_max], some clean."""
-    if config.sigma_max <= 0:
-        return torch.zeros(batch, n_sources)
-    low = math.log(max(config.sigma_min, 1e-4))
-    high = math.log(config.sigma_max)
-    uniform = torch.rand(2, batch, n_sources, generator=generator)
-    sigma = torch.exp(low + uniform[0] * (high - low))
-    return torch.where(uniform[1] < config.clean_fraction, torch.zeros_like(sigma), sigma)
 
 
 def score_matching_loss(log_prob: torch.Tensor, noisy: torch.Tensor, noise: torch.Tensor,
@@ -195,19 +178,6 @@ def score_matching_loss(log_prob: torch.Tensor, noisy: torch.Tensor, noise: torc
     error = (sigma[..., None] * score + noise).pow(2).mean(dim=-1)  # (B, N)
     noised = (sigma > 0).to(error.dtype)
     return (error * noised).sum() / noised.sum().clamp_min(1)
-
-
-@torch.inference_mode()
-def validation_log_likelihood(priors: SourcePrior, sources: torch.Tensor,
-                              sigma: float = 0.0, batch_size: int = 8) -> list[float]:
-    """Mean log-likelihood (nats/sample) of each source under its own prior."""
-    was_training = priors.training
-    priors.eval()
-    totals = torch.zeros(sources.shape[1], dtype=torch.float64)
-    for chunk in sources.split(batch_size):
-        totals += priors.log_prob(chunk.to(priors.device), sigma).double().sum(dim=0).cpu()
-    priors.train(was_training)
-    return (totals / (sources.shape[0] * sources.shape[2])).tolist()
 
 
 class SourceRef(NamedTuple):
@@ -247,13 +217,14 @@ def combine_configs(configs: Sequence[ModelConfig], selection: Sequence[SourceRe
     if mixings == ["gains"]:
         gains = tuple(configs[ref.part].gains[configs[ref.part].sources.index(ref.source)]
                       for ref in selection)
-    sigma_min = max(config.sigma_min for config in used)
-    sigma_max = min(config.sigma_max for config in used)
+    sigma_min = max(config.trained_sigma_min for config in used)
+    sigma_max = min(config.trained_sigma_max for config in used)
     if sigma_min > sigma_max:
         sigma_min = sigma_max = 0.0
     flow = max((config.architecture for config in used), key=lambda flow: flow.length_multiple)
     return ModelConfig(sources=tuple(names), sample_rate=rates[0], architecture=flow, grouped=False,
-                       sigma_min=sigma_min, sigma_max=sigma_max, mixing=mixings[0], gains=gains)
+                       trained_sigma_min=sigma_min, trained_sigma_max=sigma_max,
+                       mixing=mixings[0], gains=gains)
 
 
 class CombinedPriors(SourcePrior):

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from priorsep.config import ModelConfig, ScoreConfig, TrainConfig
-from priorsep.nn.interface import SourcePrior, expand_sigma, log_uniform_sigma, tweedie_gain
+from priorsep.nn.interface import SourcePrior, draw_sigma, expand_sigma, tweedie_gain
 
 VALIDATION_SIGMA = 0.3
 """The noise level of the validation figure (Tweedie gain, dB)."""
@@ -377,9 +377,9 @@ class ScorePriors(SourcePrior):
         from priorsep.separation.diffusion import DiffusionConfig, sample_priors
 
         length = length // self.length_multiple * self.length_multiple
-        config = DiffusionConfig(steps=steps, sigma_max=self.config.sigma_max or 1.0,
+        config = DiffusionConfig(steps=steps, sigma_max=self.config.trained_sigma_max or 1.0,
                                  sigma_min=float(sigma) if sigma else
-                                 max(self.config.sigma_min, 1e-3))
+                                 max(self.config.trained_sigma_min, 1e-3))
         return sample_priors(self, n, length, config, temperature=temperature,
                              generator=generator)
 
@@ -400,7 +400,7 @@ class ScorePriors(SourcePrior):
         Reference: Karras et al. 2022 (EDM), arXiv 2206.00364, eq. 2 and Table 1.
         """
         batch, n_sources, _ = clean.shape
-        sigma = log_uniform_sigma(config, generator, batch, n_sources)
+        sigma = draw_sigma(config, generator, batch, n_sources, with_clean=False)
         noise = torch.randn(clean.shape, generator=generator)
         device = self.device
         clean, sigma = clean.to(device), sigma.to(device)

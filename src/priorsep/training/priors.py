@@ -43,7 +43,7 @@ def training_card(info: dict[str, Any] | None, train_config: TrainConfig, step: 
         "crop length": train_config.crop_length,
         "learning rate": f"{train_config.lr} (x{train_config.lr_decay}, "
                          f"{train_config.lr_decay_times} times)",
-        "noise levels": f"[{train_config.sigma_min}, {train_config.sigma_max}]",
+        "noise levels": f"[{train_config.draw_sigma_min}, {train_config.draw_sigma_max}]",
         "training time (s)": round(elapsed, 1),
         "device": str(device),
     })
@@ -81,11 +81,12 @@ def train(
             saved).
     """
     out_dir = Path(out_dir)
-    if train_config.sigma_max > 0:
+    if train_config.draw_sigma_max > 0:
         model_config = dataclasses.replace(
             model_config,
-            sigma_min=min(train_config.sigma_min, model_config.sigma_min or math.inf),
-            sigma_max=max(train_config.sigma_max, model_config.sigma_max))
+            trained_sigma_min=min(train_config.draw_sigma_min,
+                                  model_config.trained_sigma_min or math.inf),
+            trained_sigma_max=max(train_config.draw_sigma_max, model_config.trained_sigma_max))
     rank, world = distributed_rank()
     device = rank_device(device, world)
     if tuple(data.sources) != model_config.sources:
@@ -165,7 +166,7 @@ def finetune_levels(
 
             state = load_model(folder).state_dict()
             continue
-        level_config = dataclasses.replace(train_config, sigma_min=sigma, sigma_max=sigma,
+        level_config = dataclasses.replace(train_config, draw_sigma_min=sigma, draw_sigma_max=sigma,
                                            clean_fraction=0.0)
         level_resume = resume and (folder / CHECKPOINT_NAME).exists()
         trained = train(priors.config, level_config, data, folder, init_state=state,
