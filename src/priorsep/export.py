@@ -2,9 +2,7 @@
 
 `export_model` accepts any model id (`priorsep.hub`). One model becomes one folder; a list or a
 bag becomes a bag folder (`sources.json` naming one subfolder per part), which resolves to the
-same priors once uploaded. The card's YAML front matter (library name, license, tags, datasets,
-pipeline tag) is written by `huggingface_hub.ModelCardData`, so the Hub reads it as it does any
-other card; training details and evaluation figures come from `config.json`'s `info`.
+same priors once uploaded. The cards come from `priorsep.cards`, the writer training uses too.
 """
 
 from __future__ import annotations
@@ -16,17 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCardData
-
+from priorsep.cards import bag_card, model_card
 from priorsep.config import ModelConfig
 from priorsep.errors import OutputExistsError, UsageError
 from priorsep.files import atomic_write_text
-from priorsep.hub import BAG_NAME, ResolvedModel, resolve_model
-from priorsep.nn.registry import build_priors
+from priorsep.hub import BAG_NAME, resolve_model
 from priorsep.storage import (
     CARD_NAME,
     CONFIG_NAME,
-    FORMAT_VERSION,
     POSTERIOR_CONFIG_NAME,
     POSTERIOR_NAME,
     SEPARATION_NAME,
@@ -37,19 +32,6 @@ from priorsep.storage import (
     read_config,
     read_separation,
     write_levels,
-)
-
-TAGS = ("audio", "source-separation", "priorsep")
-FAMILY_TAGS = {"flowavenet": ("normalizing-flow", "flowavenet"),
-               "score": ("score-based", "diffusion")}
-REFERENCES = (
-    "FloWaveNet: Kim et al. 2019, *FloWaveNet: A Generative Flow for Raw Audio*, arXiv:1811.02155",
-    "BASIS: Jayaram & Thickstun 2020, *Source Separation with Deep Generative Priors*, "
-    "arXiv:2002.07942",
-    "EDM: Karras et al. 2022, *Elucidating the Design Space of Diffusion-Based Generative "
-    "Models*, arXiv:2206.00364",
-    "MSDM: Mariani et al. 2024, *Multi-Source Diffusion Models for Simultaneous Music "
-    "Generation and Separation*, arXiv:2302.02257",
 )
 
 
@@ -127,132 +109,3 @@ def _copy_model(folder: Path, out: Path) -> tuple[ModelConfig, dict[str, Any]]:
     return read_config(out)
 
 
-def _front_matter(license: str, datasets: Sequence[str], tags: Sequence[str],
-                  infos: Sequence[dict[str, Any]], configs: Sequence[ModelConfig]) -> str:
-    known = [d for info in infos for d in info.get("datasets", []) if isinstance(d, str)]
-    data = ModelCardData(
-        library_name="priorsep", license=license, pipeline_tag="audio-to-audio",
-        tags=list(dict.fromkeys([*TAGS, *(tag for config in configs
-                                          for tag in FAMILY_TAGS.get(config.family, ())),
-                                 *tags])),
-        datasets=list(dict.fromkeys([*datasets, *known])))
-    return f"---\n{data.to_yaml()}\n---\n"
-
-
-def _usage(repo_id: str | None, n_sources: int) -> list[str]:
-    name = repo_id or "OWNER/NAME"
-    return [
-        "## Usage", "",
-        "```bash",
-        "pip install priorsep",
-        f"priorsep models download {name}        # once, for offline use later",
-        f"priorsep separate mix.wav -o separated --model {name}",
-        "```", "",
-        "```python",
-        "from priorsep.hub import load_priors",
-        "",
-        f'priors = load_priors("{name}")',
-        f"score = priors.score(sources, sigma=0.1)  # (batch, {n_sources}, time), "
-        "grad log p_sigma",
-        "```",
-    ]
-
-
-def family_name(config: ModelConfig) -> str:
-    """How a card names the priors' family."""
-    return {"flowavenet": "FloWaveNet", "score": "Score-based"}.get(config.family,
-                                                                    config.family)
-
-
-def _model_table(config: ModelConfig, info: dict[str, Any]) -> list[str]:
-    rows = [
-        ("sources", ", ".join(config.sources)),
-        ("sample rate", f"{config.sample_rate} Hz"),
-        ("architecture", build_priors(config).summary()),
-        ("layout", "one grouped module" if config.grouped else "one module per source"),
-        ("parameters", f"{info['parameters']:,}" if "parameters" in info else "unknown"),
-        ("noise levels trained on",
-         f"sigma in [{config.trained_sigma_min}, {config.trained_sigma_max}]"),
-        ("mixing", config.mixing if config.gains is None
-         else f"{config.mixing} {list(config.gains)}"),
-        ("files", f"`{CONFIG_NAME}` (format version {FORMAT_VERSION}), `{WEIGHTS_NAME}`"),
-    ]
-    return ["| | |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows)]
-
-
-def _details(info: dict[str, Any], level: str = "##") -> list[str]:
-    """The training and evaluation sections of a card, from config.json's `info`."""
-    lines: list[str] = []
-    training = info.get("training") or {}
-    lines += ["", f"{level} Training", ""]
-    if training:
-        lines += [f"- {key}: {value}" for key, value in training.items()]
-    else:
-        lines += ["No training details were recorded with these weights."]
-    evaluation = info.get("evaluation") or {}
-    lines += ["", f"{level} Evaluation", ""]
-    bullets = [f"- {key}: {value}" for key, value in evaluation.items()
-               if not isinstance(value, dict)]
-    tables = [["| | " + " | ".join(map(str, value)) + " |", "|---|" + "---:|" * len(value),
-               f"| {key} | " + " | ".join(map(str, value.values())) + " |"]
-              for key, value in evaluation.items() if isinstance(value, dict)]
-    blocks = ([bullets] if bullets else []) + tables  # a figure per source: a one-row table
-    for index, block in enumerate(blocks):
-        lines += ([""] if index else []) + block
-    if not blocks:
-        lines += ["No evaluation figures were recorded with these weights."]
-    return lines
-
-
-def model_card(config: ModelConfig, info: dict[str, Any], *, title: str,
-               repo_id: str | None, license: str, datasets: Sequence[str],
-               tags: Sequence[str]) -> str:
-    """The README.md of one exported model: front matter, usage, model, training, evaluation."""
-    lines = [
-        _front_matter(license, datasets, tags, [info], [config]),
-        f"# {info.get('name', title)}", "",
-        f"{family_name(config)} source priors for **{', '.join(config.sources)}** at "
-        f"{config.sample_rate} Hz, for unsupervised source separation with `priorsep`. Each "
-        "source has its own prior, learned from solo recordings of that source only; a mix "
-        "is separated by sampling the sources from the posterior under the mix.", "",
-        *_usage(repo_id, len(config.sources)), "",
-        "## Model", "",
-        *_model_table(config, info),
-        *_details(info),
-        "", "## References", "",
-        *(f"- {reference}" for reference in REFERENCES),
-    ]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def bag_card(resolved: ResolvedModel,
-             sections: Sequence[tuple[str, str, ModelConfig, dict[str, Any]]], *, title: str,
-             repo_id: str | None, license: str, datasets: Sequence[str],
-             tags: Sequence[str]) -> str:
-    """The README.md of an exported combination: one section per part (subfolder).
-
-    Args:
-        sections: per part of `resolved`, in order: (subfolder, where it came from, config,
-            info).
-    """
-    config = resolved.config
-    lines = [
-        _front_matter(license, datasets, tags, [info for *_, info in sections],
-                     [config for _, _, config, _ in sections]),
-        f"# {title}", "",
-        f"Source priors for **{', '.join(config.sources)}** at "
-        f"{config.sample_rate} Hz, gathered from {len(sections)} models, for unsupervised "
-        f"source separation with `priorsep`. `{BAG_NAME}` names the subfolder of each source; "
-        "every subfolder is a complete model folder.", "",
-        *_usage(repo_id, len(config.sources)), "",
-        "## Sources", "",
-        "| source | folder | exported from |", "|---|---|---|",
-    ]
-    for ref in resolved.selection:
-        folder, origin, _, _ = sections[ref.part]
-        lines.append(f"| {ref.name} | `{folder}/` | {origin} |")
-    for folder, _, part_config, info in sections:
-        lines += ["", f"## `{folder}/`", "", *_model_table(part_config, info),
-                  *_details(info, level="###")]
-    lines += ["", "## References", "", *(f"- {reference}" for reference in REFERENCES)]
-    return "\n".join(lines).rstrip() + "\n"

@@ -50,66 +50,10 @@ POSTERIOR_NAME = "posterior.safetensors"
 POSTERIOR_CONFIG_NAME = "posterior.json"
 """The encoder's configuration ({"config": PosteriorConfig fields, "parameters", "training"});
 folders written before it hold the configuration in `info["posterior"]["config"]`."""
-def model_card(config: ModelConfig, info: dict[str, Any],
-               priors: SourcePrior | None = None) -> str:
-    """A Markdown model card: what the priors are, what they were trained on, how they score."""
-    priors = priors if priors is not None else build_priors(config)  # only to describe it
-    family = {"flowavenet": "normalizing-flow, flowavenet", "score": "score-based, diffusion"}
-    lines = [
-        "---",
-        "library_name: priorsep",
-        "license: mit",
-        f"tags: [audio, source-separation, {family.get(config.family, config.family)}]",
-        "---",
-        "",
-        f"# {info.get('name', 'priorsep priors')}",
-        "",
-        f"{'FloWaveNet' if config.family == 'flowavenet' else 'Score-based'} source priors "
-        f"for **{', '.join(config.sources)}** at "
-        f"{config.sample_rate} Hz, for unsupervised separation with `priorsep`.",
-        "",
-        "## Architecture",
-        "",
-        f"- {priors.summary()}",
-        f"- receptive field {priors.receptive_field()} samples "
-        f"({1000 * priors.receptive_field() / config.sample_rate:.0f} ms)",
-        f"- {'one grouped module' if config.grouped else 'one module per source'}, "
-        f"{info.get('parameters', '?')} parameters",
-        f"- noise levels trained on: sigma in [{config.trained_sigma_min}, "
-        f"{config.trained_sigma_max}]",
-        f"- mixing: {config.mixing}",
-    ]
-    sections = (("Training", "training"), ("Trained before fine-tuning", "base training"),
-                ("Evaluation", "evaluation"), ("Separation defaults", "separation"))
-    for title, key in sections:
-        if info.get(key):
-            lines += ["", f"## {title}", ""]
-            lines += [f"- {name}: {value}" for name, value in info[key].items()]
-    if info.get("posterior"):
-        lines += ["", "## Amortised posterior", ""] + _posterior_lines(info["posterior"])
-    return "\n".join(lines) + "\n"
+def _card(config: ModelConfig, info: dict[str, Any], priors: SourcePrior | None = None) -> str:
+    from priorsep.cards import model_card  # the card module reads this one's file names
 
-
-def _posterior_lines(posterior: dict[str, Any]) -> list[str]:
-    """Model-card lines of the encoder stored in `posterior.safetensors`."""
-    arch = posterior.get("config", {})
-    lines = [
-        f"- `{POSTERIOR_NAME}`: a WaveNet encoder q(s | m) on frames of "
-        f"{2 ** arch.get('squeezes', 0)} samples, {arch.get('n_layers')} layers, width "
-        f"{arch.get('residual_channels')}, {posterior.get('parameters', '?')} parameters; "
-        f"trained on mixes only, priors frozen at sigma = {arch.get('sigma')}, "
-        f"likelihood width gamma = {arch.get('gamma')}",
-        "- use: the `posterior` method (one forward pass) or `posterior+langevin` "
-        "(the encoder's estimate refined by Langevin)",
-    ]
-    for name, value in posterior.items():
-        if name in ("config", "parameters"):
-            continue
-        if isinstance(value, dict):
-            lines += [f"- {name}: " + "; ".join(f"{k}: {v}" for k, v in value.items())]
-        else:
-            lines += [f"- {name}: {value}"]
-    return lines
+    return model_card(config, info, priors=priors)
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
@@ -153,7 +97,7 @@ def save_model(
     }
     save_weights(priors, folder / WEIGHTS_NAME)
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / CARD_NAME, model_card(priors.config, info, priors))
+    atomic_write_text(folder / CARD_NAME, _card(priors.config, info, priors))
     return folder
 
 
@@ -165,7 +109,7 @@ def update_info(folder: str | os.PathLike, key: str, value: Any) -> None:
     info[key] = value
     raw["info"] = info
     atomic_write_text(folder / CONFIG_NAME, json.dumps(raw, indent=2) + "\n")
-    atomic_write_text(folder / CARD_NAME, model_card(config, info))
+    atomic_write_text(folder / CARD_NAME, _card(config, info))
 
 
 def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
