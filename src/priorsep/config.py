@@ -371,8 +371,8 @@ class TrainConfig:
         check_finite(self, 0.0, math.inf, "grad_clip", "draw_sigma_min", "draw_sigma_max",
                      "score_weight")
         if self.draw_sigma_min > self.draw_sigma_max:
-            raise FieldError("draw_sigma_min", f"({self.draw_sigma_min:g}) must not exceed "
-                                               f"draw_sigma_max ({self.draw_sigma_max:g})")
+            raise FieldError("draw_sigma_min", f"({self.draw_sigma_min:g}) must not exceed the "
+                                               f"top of the range ({self.draw_sigma_max:g})")
 
 
 @dataclass(frozen=True)
