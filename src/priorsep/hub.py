@@ -258,14 +258,14 @@ class _Resolver:
         if (path / LEVELS_NAME).is_file():
             return self._levels(path / LEVELS_NAME, model_id, path, depth)
         found = level_folders(path)
-        if (path / CONFIG_NAME).is_file() and not found:
-            config, _ = read_config(path)
-            return ResolvedModel(model_id, "local", config, folder=path.resolve())
-        if (path / BAG_NAME).is_file() and not found:
-            return self._bag(path / BAG_NAME, model_id, path, depth)
         if found:
             picks = [(sigma, self.resolve(str(folder), path, depth + 1)) for sigma, folder in found]
             return self._level_model(model_id, picks, top=path.resolve())
+        if (path / CONFIG_NAME).is_file():
+            config, _ = read_config(path)
+            return ResolvedModel(model_id, "local", config, folder=path.resolve())
+        if (path / BAG_NAME).is_file():
+            return self._bag(path / BAG_NAME, model_id, path, depth)
         raise ModelFormatError(f"{path}: has neither {CONFIG_NAME} nor {BAG_NAME}, so it is not "
                                f"a priorsep model folder (nor {LEVELS_NAME} or sigma-*/ levels)")
 

@@ -20,8 +20,6 @@ from priorsep.separation.diffusion import diffusion_separate
 from priorsep.separation.langevin import langevin_separate
 from priorsep.separation.mixing import Mixing
 
-"""Called with (prior evaluations done, in all) within one batch of segments."""
-
 
 @dataclass(frozen=True)
 class Diffusion:

@@ -50,6 +50,8 @@ POSTERIOR_NAME = "posterior.safetensors"
 POSTERIOR_CONFIG_NAME = "posterior.json"
 """The encoder's configuration ({"config": PosteriorConfig fields, "parameters", "training"});
 folders written before it hold the configuration in `info["posterior"]["config"]`."""
+
+
 def _card(config: ModelConfig, info: dict[str, Any], priors: SourcePrior | None = None) -> str:
     from priorsep.cards import model_card  # the card module reads this one's file names
 

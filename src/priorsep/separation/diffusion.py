@@ -42,8 +42,6 @@ from priorsep.nn.interface import SourcePrior
 from priorsep.separation import CountCallback
 from priorsep.separation.mixing import Mixing
 
-"""Called after every score evaluation with (evaluations done, total evaluations)."""
-
 
 def karras_sigmas(config: DiffusionConfig) -> list[float]:
     """The noise level of every step, (steps + 1,): Karras' schedule from sigma_max to

@@ -38,8 +38,6 @@ from priorsep.nn.interface import SourcePrior
 from priorsep.separation import CountCallback
 from priorsep.separation.mixing import Mixing
 
-"""Called after every update with (updates done, total updates)."""
-
 
 @dataclass
 class LangevinResult:
