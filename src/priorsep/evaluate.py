@@ -77,7 +77,7 @@ class EvaluationConfig:
         root: dataset root (musdb, folder).
         sections: which of `SECTIONS` to run (always run in that order).
         n_examples: held-out excerpts per source in the likelihood sections.
-        length: samples per excerpt (rounded down to the flow's frame multiple).
+        length: samples per excerpt (rounded down to the flow's length multiple).
         sigmas: noise levels of a sigma-conditional model (the thesis' five by default).
         noise_examples: draws of each random input (constant and Gaussian sections).
         separation_mixes: held-out mixes separated.
@@ -159,7 +159,7 @@ def json_ready(value: Any) -> Any:
 
 
 def receptive_field_entry(model: PriorsUnderTest) -> dict[str, Any]:
-    """The prior's exact receptive field in samples and ms, and the frame multiple."""
+    """The prior's exact receptive field in samples and ms, and the length multiple."""
     config = model.priors.config
     width = model.priors.receptive_field()
     return {"samples": width, "ms": width / config.sample_rate * 1000,

@@ -143,7 +143,7 @@ def constant_section(model: PriorsUnderTest, length: int, seed: int, n_random: i
     """Constant 0, constant 1 and N(0, 0.5²) noise under every prior, clean and at each level.
 
     Args:
-        length: samples per input (a full receptive field, rounded up to the frame multiple).
+        length: samples per input (a full receptive field, rounded up to the length multiple).
         n_random: independent draws of the random input (averaged).
 
     Returns:

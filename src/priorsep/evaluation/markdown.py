@@ -90,7 +90,7 @@ def _noise(section: dict, report: dict, files: set[str]) -> list[str]:
 def _constant(section: dict, report: dict, files: set[str]) -> list[str]:
     sources = report["model"]["sources"]
     lines = [f"Each input is {section['length']} samples long (a full receptive field, rounded "
-             f"up to the frame multiple); N(0, {section['random_input_std']}²) has standard "
+             f"up to the length multiple); N(0, {section['random_input_std']}²) has standard "
              f"deviation {section['random_input_std']}. Log-likelihood under each source's "
              "prior, nats/sample:", ""]
     rows = []
@@ -247,7 +247,7 @@ def render_markdown(report: dict, plot_files: Iterable[str] = ()) -> str:
         f"- likelihood sections: {settings['n_examples']} excerpts per source of "
         f"{settings['length']} samples ({settings['length'] / model['sample_rate'] * 1000:g} ms)",
         f"- receptive field of the prior: {field['samples']} samples = {field['ms']:g} ms "
-        f"(frame multiple {field['length_multiple']})",
+        f"(length multiple {field['length_multiple']})",
         f"- seed {settings['seed']}, device {report['device']}, priorsep "
         f"{report['priorsep_version']}",
         "",

@@ -37,7 +37,7 @@ def draw_samples(model: PriorsUnderTest, seconds: float, temperatures: tuple[flo
 
     Returns:
         {temperature: (n_sources, length)} on the CPU, length = seconds at the model's rate
-        rounded down to the frame multiple.
+        rounded down to the length multiple.
     """
     config = model.priors.config
     length = int(seconds * config.sample_rate)

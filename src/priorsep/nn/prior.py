@@ -105,7 +105,7 @@ class SourcePriors(SourcePrior):
         """Draw `n` signals per source through the inverse flow at temperature `temperature`.
 
         Returns:
-            (n, n_sources, length), length rounded down to a multiple of the frame multiple.
+            (n, n_sources, length), length rounded down to a multiple of `length_multiple`.
         """
         device = self.device
         factor = self.config.length_multiple
