@@ -265,8 +265,47 @@ class WaveNetConfig:
         return 1
 
 
+@dataclass(frozen=True)
+class WavetableConfig:
+    """Generator priors (`priorsep.nn.wavetable`): one learnt wavetable per source class.
+
+    Source k is `x = g * W_k(frac(f0 t / rate + theta))`, latent z = (f0, theta, g): whatever
+    the latent, the output is one source of class k (exclusive by construction). Training
+    learns W_k by autoencoding solo crops (the encoder is the latent search) and the ranges of
+    f0 and gain seen in them (the prior on z). `exact` replaces the tables by the toy
+    generator's true shapes and ranges (model `toy-exact`: a reference, nothing to learn).
+    """
+
+    bins: int = 4096
+    """Wavetable length (phase resolution 1 / bins of a cycle)."""
+    segment_length: int = 4096
+    """Samples per segment at separation (one latent per segment)."""
+    f0_min: float = 20.0
+    f0_max: float = 5000.0
+    """Bounds of the encoder's f0 search while training (the learnt range is inside)."""
+    peaks: int = 10
+    subharmonics: int = 1
+    """Trial f0s of the search: the residual's strongest peaks, and each peak / 2 ... /
+    subharmonics for sources whose fundamental is weaker than a harmonic."""
+    spectral_weight: float = 0.1
+    """Weight of the multi-resolution STFT term beside the waveform term of the training loss."""
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        check_counts(self, 8, "bins", "segment_length")
+        check_counts(self, 1, "peaks", "subharmonics")
+        check_finite(self, 0.0, math.inf, "f0_min", low_open=True)
+        check_finite(self, self.f0_min, math.inf, "f0_max")
+        check_finite(self, 0.0, math.inf, "spectral_weight")
+
+    @property
+    def length_multiple(self) -> int:
+        return 1
+
+
 ARCHITECTURES: dict[str, type] = {"flowavenet": FlowConfig, "score": ScoreConfig,
-                                  "gaussian": GaussianConfig, "wavenet": WaveNetConfig}
+                                  "gaussian": GaussianConfig, "wavenet": WaveNetConfig,
+                                  "wavetable": WavetableConfig}
 """Prior family name -> the dataclass of its architecture (the family is stored by name)."""
 
 
@@ -284,7 +323,8 @@ class ModelConfig:
 
     sources: tuple[str, ...] = ("sine", "sawtooth", "square", "triangle")
     sample_rate: int = 16000
-    architecture: FlowConfig | ScoreConfig | GaussianConfig | WaveNetConfig = field(
+    architecture: (FlowConfig | ScoreConfig | GaussianConfig | WaveNetConfig
+                   | WavetableConfig) = field(
         default_factory=FlowConfig)
     grouped: bool = True
     """One module for all sources (convolutions with groups=len(sources)), or one per source."""
@@ -580,3 +620,36 @@ class DiffusionConfig:
         per_step = (2 if self.solver == "heun" else 1) + self.corrector_steps
         return (self.steps - 1) * per_step + 1 + 1
 
+
+
+REFINEMENTS = ("none", "langevin", "diffusion")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Staged extraction by evidence (see `priorsep.separation.extract`).
+
+    The residual starts as the mix; at every stage each unassigned class proposes its source
+    from the residual (the rest treated as noise of level `sigma`) with its evidence, and the
+    `beam` best partial assignments by total evidence are kept. Then `sweeps` passes re-extract
+    every source from the mix less the others at level `sweep_sigma`, and `refine` optionally
+    runs the model's Langevin or diffusion sampler from the result.
+    """
+
+    sigma: float = 2.0
+    """Noise level at which a class sees the residual (the other sources as noise)."""
+    beam: int = 2
+    """Partial assignments kept at every stage (1: greedy)."""
+    sweeps: int = 2
+    sweep_sigma: float = 0.1
+    refine: str = "none"
+    """"none", or "langevin" / "diffusion": the sampler (with the model's stored settings)
+    started from the extracted sources."""
+
+    def __post_init__(self) -> None:
+        check_counts(self, 1, "beam")
+        check_counts(self, 0, "sweeps")
+        check_finite(self, 0.0, math.inf, "sigma", "sweep_sigma", low_open=True)
+        if self.refine not in REFINEMENTS:
+            raise FieldError("refine", f"must be one of {', '.join(REFINEMENTS)}, "
+                                       f"got {self.refine!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -76,6 +77,17 @@ def tweedie_gain(priors: SourcePrior, clean: torch.Tensor, sigma: float,
         noise_energy += noise.double().pow(2).sum(dim=(0, 2))
         error_energy += (denoised - chunk).double().pow(2).sum(dim=(0, 2))
     return (10 * torch.log10(noise_energy / error_energy.clamp_min(1e-20))).tolist()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What every class proposes to extract from a residual, and how well it explains it.
+
+    `sources` (batch, n_sources, time): class k's estimate of its source; `evidence`
+    (batch, n_sources): log p_k,sigma of what class k sees (or the family's stated proxy)."""
+
+    sources: torch.Tensor
+    evidence: torch.Tensor
 
 
 class SourcePrior(nn.Module):
@@ -183,6 +195,33 @@ class SourcePrior(nn.Module):
         """
         sigma = expand_sigma(sigma, noisy)
         return noisy + sigma[..., None].pow(2) * self.score(noisy, sigma)
+
+    def propose(self, residual: torch.Tensor, sigma: float, weights: torch.Tensor,
+                classes: list[int] | None = None) -> Proposal:
+        """Every class's estimate of its own source in a residual, with its evidence.
+
+        The residual holds `weights[k] * s_k` plus the other sources, which class k treats as
+        noise of level sigma (in its source's scale): it sees `x_k = residual / weights[k]`,
+        proposes the denoiser's D_k(x_k, sigma) and scores it by log p_k,sigma(x_k) where the
+        family has a density; a family without one scores it by the proxy
+        `-||x_k - D_k(x_k, sigma)||**2 / (2 sigma**2)` (how much of x_k the proposal leaves).
+        A generator family overrides this with a search in its latent space.
+
+        Args:
+            residual: (batch, time); weights: (n_sources,) positive mixing weights.
+            classes: the classes whose proposals are needed (default: all); the others may be
+                computed anyway.
+
+        Returns:
+            A `Proposal`.
+        """
+        inputs = residual[:, None] / weights.to(residual)[:, None]  # (B, N, T)
+        sources = self.denoise(inputs, sigma)
+        if self.has_log_prob:
+            evidence = self.log_prob(inputs, sigma)
+        else:
+            evidence = -(inputs - sources).pow(2).sum(-1) / (2 * float(sigma) ** 2)
+        return Proposal(sources, evidence)
 
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
                generator: torch.Generator | None = None,

@@ -12,9 +12,11 @@ from priorsep.nn.gaussian import GaussianPriors
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.prior import SourcePriors
 from priorsep.nn.score import ScorePriors
+from priorsep.nn.wavetable import WavetablePriors
 
 FAMILIES: dict[str, type[SourcePrior]] = {"flowavenet": SourcePriors, "score": ScorePriors,
-                                           "gaussian": GaussianPriors, "wavenet": WaveNetPriors}
+                                           "gaussian": GaussianPriors, "wavenet": WaveNetPriors,
+                                           "wavetable": WavetablePriors}
 
 
 def build_priors(config: ModelConfig) -> SourcePrior:

@@ -1,0 +1,333 @@
+"""Generator priors: a learnt wavetable per source class, exclusive by construction.
+
+Source k is generated from a three-number latent z = (f0, theta, g):
+
+    x[t] = g * W_k(frac(f0 t / rate + theta)),   W_k one period, RMS 1 (`bins` values),
+
+so whatever z is, the output is one source of class k. The prior on z is learnt from the solos
+too: f0 log-uniform and g uniform over the ranges seen in training, theta uniform. Given a
+signal r, the family's projection is the latent search of `priorsep.nn.latent_search`
+(energy explained, gain clamped to the learnt range), and its evidence the profile
+log-likelihood
+
+    log p_sigma(r) ~ max_z [log N(r; G_k(z), sigma_eff**2) + log p(z)],  sigma_eff**2 = sigma**2
+    + noise_floor**2,
+
+noise_floor the RMS error of the decoder on its training solos. This is what staged
+extraction (`priorsep.separation.extract`) needs: each class proposes one source of its own
+from a residual, and says how well it explains it. Denoising is the projection G_k(z*(x));
+the score follows from Tweedie's formula.
+
+Training autoencodes solo crops: the encoder is the latent search with the class's current
+table (the tables start as a cosine, so the first encoder is a fundamental tracker), the loss
+is the waveform error (SI-SDR is measured on waveforms: phases must be right) plus a
+multi-resolution STFT term; the ranges of f0 and of the crops' RMS and the noise floor are
+buffers updated as training goes.
+
+With `WavetableConfig.exact` the tables, the renderer and the latent ranges are the toy
+generator's own (`priorsep.data.toy`): model `toy-exact`, a reference whose prior cannot be the
+problem, with nothing to learn.
+
+Reference: Shan et al. 2022, "Differentiable Wavetable Synthesis", arXiv 2111.10003; Engel et
+al. 2020, "DDSP: Differentiable Digital Signal Processing", arXiv 2001.04643.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from priorsep.config import ModelConfig, TrainConfig, WavetableConfig
+from priorsep.data import toy
+from priorsep.nn.interface import Proposal, SourcePrior, expand_sigma
+from priorsep.nn.latent_search import LatentCandidates, SearchSettings, search_latents
+from priorsep.nn.oscillators import phase_positions, render_table
+from priorsep.nn.spectral_loss import multi_resolution_stft_loss
+
+SILENT_RMS = 1e-3
+"""Training crops quieter than this carry no pitch: they train nothing and set no range."""
+RANGE_MARGIN = 0.02
+"""Relative margin added around the learnt f0 and gain ranges."""
+
+
+def toy_shape(name: str, positions: torch.Tensor) -> torch.Tensor:
+    """One of the toy generator's waveforms at phase positions in [0, 1), amplitude 1."""
+    if name == "sine":
+        return torch.sin(2 * math.pi * positions)
+    if name == "sawtooth":
+        return 2 * positions - 1
+    if name == "square":
+        return torch.where(positions < 0.5, 1.0, -1.0).to(positions.dtype)
+    if name == "triangle":
+        return 1 - 4 * torch.abs(positions - 0.5)
+    raise ValueError(f"the toy generator has no source {name!r}")
+
+
+@dataclass(frozen=True)
+class Latents:
+    """One latent per signal and class, each (batch, n_classes): f0 (Hz), phase (cycles),
+    gain (RMS), and the fit (energy explained) they reach."""
+
+    f0: torch.Tensor
+    phase: torch.Tensor
+    gain: torch.Tensor
+    fit: torch.Tensor
+
+
+class WavetablePriors(SourcePrior):
+    """One wavetable generator per source (see the module docstring).
+
+    Args:
+        config: the model configuration; `config.architecture` is a `WavetableConfig`.
+    """
+
+    has_log_prob = True
+    validation_name = "validation reconstruction SI-SDR (dB)"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        arch: WavetableConfig = config.architecture
+        n = len(config.sources)
+        positions = torch.arange(arch.bins, dtype=torch.float64) / arch.bins
+        if arch.exact:
+            missing = set(config.sources) - set(toy.SOURCES)
+            if missing:
+                raise ValueError(f"exact wavetables exist for the toy sources only, not "
+                                 f"{', '.join(sorted(missing))}")
+            shapes = torch.stack([toy_shape(name, positions) for name in config.sources])
+            self.register_buffer("tables", shapes.float())
+        else:
+            self.tables = nn.Parameter(torch.cos(2 * math.pi * positions).float().repeat(n, 1))
+        # The latent prior: ranges (low, high) of f0 and gain per source, empty (low > high)
+        # until training has seen the source; the running min and max of what it saw.
+        self.register_buffer("f0_range", torch.tensor([[math.inf, 0.0]] * n))
+        self.register_buffer("gain_range", torch.tensor([[math.inf, 0.0]] * n))
+        self.register_buffer("noise_floor", torch.full((n,), 1e-2))
+        if arch.exact:  # the toy generator's ranges; the gain is the RMS, a * RMS(shape)
+            shape_rms = shapes.float().pow(2).mean(-1).sqrt()
+            self.f0_range.copy_(torch.tensor([toy.FREQUENCY_RANGE] * n))
+            self.gain_range.copy_(shape_rms[:, None] * torch.tensor(toy.AMPLITUDE_RANGE))
+            self.noise_floor.fill_(1e-4)
+
+    @property
+    def arch(self) -> WavetableConfig:
+        return self.config.architecture
+
+    @property
+    def segment_length(self) -> int:
+        return self.arch.segment_length
+
+    @property
+    def search_settings(self) -> SearchSettings:
+        return SearchSettings(peaks=self.arch.peaks, subharmonics=self.arch.subharmonics)
+
+    def normalised_tables(self) -> torch.Tensor:
+        """The tables scaled to RMS 1, (n_sources, bins)."""
+        return self.tables / self.tables.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-8)
+
+    def trained(self) -> bool:
+        """Whether every source has learnt ranges (training has seen it)."""
+        return bool((self.gain_range[:, 0] <= self.gain_range[:, 1]).all()
+                    and (self.f0_range[:, 0] <= self.f0_range[:, 1]).all())
+
+    def bounds(self, learnt: bool = True) -> tuple[torch.Tensor, ...]:
+        """(f0 low, f0 high, gain low, gain high), each (n_sources,): the learnt ranges, or
+        with `learnt` False (the training encoder) or before training the search bounds."""
+        if learnt and self.trained():
+            return (self.f0_range[:, 0], self.f0_range[:, 1], self.gain_range[:, 0],
+                    self.gain_range[:, 1])
+        n = len(self.sources)
+        return (torch.full((n,), self.arch.f0_min), torch.full((n,), self.arch.f0_max),
+                torch.zeros(n), torch.full((n,), math.inf))
+
+    # --- the generator and its latent search ---------------------------------------------
+
+    def render(self, f0: torch.Tensor, phase: torch.Tensor, gain: torch.Tensor,
+               length: int, tables: torch.Tensor | None = None) -> torch.Tensor:
+        """G_k(z) for every class: (batch, n_sources) latents -> (batch, n_sources, length)."""
+        positions = phase_positions(f0, phase, length, self.sample_rate)
+        if self.arch.exact:
+            shapes = torch.stack([toy_shape(name, positions[:, k])
+                                  for k, name in enumerate(self.sources)], dim=1).float()
+            scale = self.tables.float().pow(2).mean(-1).sqrt()[:, None]  # RMS of each shape
+            return gain[..., None].float() * shapes / scale
+        tables = self.normalised_tables() if tables is None else tables
+        return gain[..., None].to(tables.dtype) * render_table(tables[:, None], positions)
+
+    def search(self, residual: torch.Tensor, weights: torch.Tensor | None = None,
+               learnt: bool = True, classes: list[int] | None = None) -> LatentCandidates:
+        """Candidate latents of one source of every class in `residual` (best first).
+
+        Args:
+            residual: (batch, time) seen by every class (`weights` scale class k's gain range
+                by |a_k|: the residual holds a_k s_k), or (batch, n_sources, time), row k
+                searched with class k.
+            learnt: search within the learnt ranges (False: the training encoder's bounds).
+            classes: search for these classes only (a shared residual); the others get
+                no candidate (fit -inf).
+        """
+        f0_low, f0_high, gain_low, gain_high = (bound.to(residual.device)
+                                                for bound in self.bounds(learnt))
+        if weights is not None:
+            gain_low, gain_high = gain_low * weights, gain_high * weights
+        tables = self.normalised_tables().detach()
+        index = list(range(len(self.sources))) if classes is None else classes
+        with torch.no_grad():
+            found = search_latents(residual, tables[index], f0_low[index], f0_high[index],
+                                   gain_low[index], gain_high[index], self.sample_rate,
+                                   self.search_settings)
+        if classes is None:
+            return found
+        full = []
+        for value, fill in ((found.f0, 1.0), (found.phase, 0.0), (found.gain, 0.0),
+                            (found.fit, -torch.inf)):
+            shape = (value.shape[0], len(self.sources), value.shape[-1])
+            whole = torch.full(shape, fill, dtype=value.dtype, device=value.device)
+            whole[:, index] = value
+            full.append(whole)
+        return LatentCandidates(*full)
+
+    def log_prior(self, f0: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """log p(z): log f0 uniform over the learnt range, gain uniform, phase uniform."""
+        low, high, gain_low, gain_high = self.bounds()
+        span = (gain_high - gain_low).clamp(1e-3, 1e3)
+        log_density = -torch.log(f0) - torch.log(torch.log(high / low)) - torch.log(span)
+        return log_density.float()
+
+    def profile_log_likelihood(self, error: torch.Tensor, length: int, sigma: torch.Tensor,
+                               f0: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """log N(r; G(z), sigma_eff**2) + log p(z) from the squared error ||r - G(z)||**2.
+
+        All (batch, n_sources); sigma_eff**2 = sigma**2 + noise_floor**2.
+        """
+        variance = sigma.pow(2) + self.noise_floor.pow(2)
+        return (-error / (2 * variance) - 0.5 * length * torch.log(2 * math.pi * variance)
+                + self.log_prior(f0, gain))
+
+    def best_latents(self, candidates: LatentCandidates) -> Latents:
+        return Latents(*(value[..., 0] for value in (candidates.f0, candidates.phase,
+                                                      candidates.gain, candidates.fit)))
+
+    def project(self, signals: torch.Tensor) -> tuple[torch.Tensor, Latents]:
+        """G_k(z*) of row k of (batch, n_sources, time): the one source of class k that
+        explains row k best, and its latents."""
+        latents = self.best_latents(self.search(signals))
+        return self.render(latents.f0, latents.phase, latents.gain, signals.shape[-1]), latents
+
+    # --- the source-prior interface -------------------------------------------------------
+
+    def propose(self, residual: torch.Tensor, sigma: float, weights: torch.Tensor,
+                classes: list[int] | None = None) -> Proposal:
+        """Every class's source from one residual that holds `weights[k] * s_k` plus the rest;
+        the evidence is the profile log-likelihood of `residual / weights[k]` (the rest as
+        noise of level sigma) and log p(z)."""
+        weights = weights.to(residual)  # positive: the residual holds a_k s_k
+        best = self.best_latents(self.search(residual, weights, classes=classes))
+        gain = best.gain / weights
+        sources = self.render(best.f0, best.phase, gain, residual.shape[-1])
+        error = (residual[:, None] / weights[:, None] - sources).double().pow(2).sum(-1)
+        evidence = self.profile_log_likelihood(error.float(), residual.shape[-1],
+                                               expand_sigma(sigma, sources), best.f0, gain)
+        return Proposal(sources, evidence)
+
+    def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
+        """The profile log-likelihood (max over the latent, see the module docstring) of each
+        source under its own prior, (batch, n_sources): a stated stand-in for log p_sigma."""
+        projected, latents = self.project(sources.detach())
+        error = (sources.detach() - projected).double().pow(2).sum(-1).float()
+        return self.profile_log_likelihood(error, sources.shape[-1], expand_sigma(sigma, sources),
+                                           latents.f0, latents.gain)
+
+    def log_prob_and_score(self, sources: torch.Tensor,
+                           sigma) -> tuple[torch.Tensor | None, torch.Tensor]:
+        projected, latents = self.project(sources.detach())
+        error = (sources - projected).double().pow(2).sum(-1).float()
+        sigma = expand_sigma(sigma, sources)
+        variance = sigma.pow(2) + self.noise_floor.pow(2)
+        log_prob = self.profile_log_likelihood(error, sources.shape[-1], sigma, latents.f0,
+                                               latents.gain)
+        return log_prob, (projected - sources) / variance[..., None]
+
+    def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
+        return self.log_prob_and_score(sources, sigma)[1]
+
+    def denoise(self, noisy: torch.Tensor, sigma) -> torch.Tensor:
+        """The projection G_k(z*(x)) (the generator's posterior mode)."""
+        return self.project(noisy)[0]
+
+    def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
+               generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
+        """Latents drawn from the learnt prior, rendered; sigma adds noise of that level."""
+        uniform = torch.rand(3, n, len(self.sources), generator=generator, dtype=torch.float64)
+        low, high, gain_low, gain_high = (bound.double() for bound in self.bounds())
+        f0 = torch.exp(torch.log(low) + uniform[0] * torch.log(high / low))
+        gain_high = torch.where(torch.isfinite(gain_high), gain_high, torch.ones_like(gain_high))
+        gain = gain_low + uniform[1] * (gain_high - gain_low)
+        with torch.no_grad():
+            signals = self.render(f0, uniform[2], gain.float(), length)
+        if sigma:
+            signals = signals + float(sigma) * temperature * torch.randn(
+                signals.shape, generator=generator)
+        return signals
+
+    def receptive_field(self) -> int:
+        return self.segment_length
+
+    def forward(self, f0: torch.Tensor, phase: torch.Tensor, gain: torch.Tensor,
+                length: int) -> torch.Tensor:
+        """The decoder (what DDP wraps): `render` with the tables as parameters."""
+        return self.render(f0, phase, gain, length)
+
+    def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
+                      config: TrainConfig) -> torch.Tensor:
+        """Autoencode solo crops: waveform error / energy plus the multi-resolution STFT term,
+        over crops that are not silent; updates the latent ranges and the noise floor."""
+        clean = clean.to(self.device)
+        rms = clean.pow(2).mean(-1).sqrt()  # (B, N)
+        voiced = rms > SILENT_RMS
+        latents = self.best_latents(self.search(clean, learnt=False))
+        gain = latents.gain.where(voiced, torch.zeros_like(latents.gain))
+        reconstruction = model(latents.f0, latents.phase, gain.float(), clean.shape[-1])
+        weight = voiced.float()
+        error = (reconstruction - clean).pow(2).mean(-1) / rms.pow(2).clamp_min(SILENT_RMS ** 2)
+        loss = (error * weight).sum() / weight.sum().clamp_min(1.0)
+        if self.arch.spectral_weight > 0 and bool(voiced.any()):
+            loss = loss + self.arch.spectral_weight * multi_resolution_stft_loss(
+                reconstruction[voiced], clean[voiced])
+        self._update_ranges(latents.f0.float(), rms, voiced, (reconstruction - clean).detach())
+        return loss
+
+    @torch.no_grad()
+    def _update_ranges(self, f0: torch.Tensor, rms: torch.Tensor, voiced: torch.Tensor,
+                       error: torch.Tensor) -> None:
+        """Widen each source's f0 and gain ranges to what this batch's voiced crops hold (with
+        a margin of RANGE_MARGIN), and track the decoder's RMS error (noise floor)."""
+        for k in range(len(self.sources)):
+            seen = voiced[:, k]
+            if not bool(seen.any()):
+                continue
+            for buffer, values in ((self.f0_range, f0[seen, k]), (self.gain_range, rms[seen, k])):
+                buffer[k, 0] = torch.minimum(buffer[k, 0], values.min() * (1 - RANGE_MARGIN))
+                buffer[k, 1] = torch.maximum(buffer[k, 1], values.max() * (1 + RANGE_MARGIN))
+            floor = error[seen, k].pow(2).mean().sqrt()
+            self.noise_floor[k] = 0.9 * self.noise_floor[k] + 0.1 * floor
+
+    @torch.no_grad()
+    def validation_scores(self, sources: torch.Tensor) -> list[float]:
+        """SI-SDR (dB) of each source's held-out solos rebuilt through encoder and decoder."""
+        from priorsep.metrics import si_sdr
+
+        totals = torch.zeros(sources.shape[1], dtype=torch.float64)
+        for chunk in sources.split(8):
+            projected, _ = self.project(chunk.to(self.device))
+            totals += si_sdr(projected.cpu(), chunk).double().sum(0)
+        return (totals / sources.shape[0]).tolist()
+
+    def summary(self) -> str:
+        arch = self.arch
+        kind = "exact toy generator" if arch.exact else f"learnt wavetables of {arch.bins} bins"
+        return (f"{kind}, latent (f0, phase, gain) per {arch.segment_length}-sample segment, "
+                f"f0 search from {arch.peaks} spectral peaks")
