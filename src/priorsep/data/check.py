@@ -341,3 +341,24 @@ def generated_summary(dataset: str, sources: tuple[str, ...], sample_rate: int) 
     return DataSummary(dataset, None, tuple(
         SourceSummary(name, channels=(1,), generated=True, rates=(sample_rate,))
         for name in sources))
+
+
+def header_summary(dataset: str, root: Path, files: dict[str, list[Path]]) -> DataSummary:
+    """A summary from the files' headers alone (for large aligned datasets such as MUSDB18,
+    whose crops are drawn from the whole of every track): nothing is skipped but the
+    unreadable."""
+    summaries = []
+    for name, paths in files.items():
+        entries, channels, skipped = [], set(), []
+        for path in paths:
+            try:
+                info = soundfile.info(str(path))
+            except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+                skipped.append(FileProblem(path, "unreadable",
+                                           f"not a readable audio file ({error})"))
+                continue
+            entries.append((path, info.frames, info.samplerate))
+            channels.add(info.channels)
+        summaries.append(SourceSummary(name, root, tuple(entries), tuple(sorted(channels)),
+                                       tuple(skipped)))
+    return DataSummary(dataset, root, tuple(summaries))
