@@ -96,9 +96,8 @@ def test_samples_stream_in_blocks_and_a_late_nan_is_found(tmp_path, monkeypatch)
         "1 sample(s) are not finite")
     clipped = noise(1.0)
     clipped[RATE - 5] = 1.0
-    entry, channels, at_full_scale = check_file(write(tmp_path / "loud.wav", clipped,
-                                                      subtype="FLOAT"))
-    assert entry[1:] == (RATE, RATE) and channels == 1 and at_full_scale
+    checked = check_file(write(tmp_path / "loud.wav", clipped, subtype="FLOAT"))
+    assert checked.entry[1:] == (RATE, RATE) and checked.channels == 1 and checked.full_scale
 
 
 def test_require_refuses_what_cannot_be_used(tmp_path):

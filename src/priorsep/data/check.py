@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,11 +204,21 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class _Scan:
+    """What one pass over a file's samples counted."""
+
     frames: int = 0
     non_finite: int = 0
     peak: float = 0.0
     full_scale: int = 0
-    problem: FileProblem | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A usable file: its entry, its channel count, and whether it reaches full scale."""
+
+    entry: AudioEntry
+    channels: int
+    full_scale: bool
 
 
 def _stream(path: Path) -> tuple[_Scan, int, int]:
@@ -233,8 +243,9 @@ def _stream(path: Path) -> tuple[_Scan, int, int]:
     return scan, rate, channels
 
 
-def check_file(path: Path, min_seconds: float = 0.0) -> tuple[AudioEntry, int, bool] | FileProblem:
-    """Check one audio file: ((path, frames, rate), channels, at full scale) or its problem."""
+def check_file(path: Path, min_seconds: float = 0.0) -> CheckedFile | FileProblem:
+    """Check one audio file (at least `min_seconds` long to be usable): usable, or its
+    problem."""
     too_short = f"shorter than one training crop ({{:.3f}} s < {min_seconds:.3f} s)"
     try:
         info = soundfile.info(str(path))
@@ -253,7 +264,7 @@ def check_file(path: Path, min_seconds: float = 0.0) -> tuple[AudioEntry, int, b
         return FileProblem(path, "too short", too_short.format(scan.frames / rate))
     if scan.peak < SILENCE_PEAK:
         return FileProblem(path, "silent", "entirely silent (peak below -80 dBFS)")
-    return (path, scan.frames, rate), channels, scan.full_scale > 0
+    return CheckedFile((path, scan.frames, rate), channels, scan.full_scale > 0)
 
 
 def check_files(name: str, folder: Path, paths: list[Path], ignored: tuple[str, ...] = (),
@@ -265,10 +276,9 @@ def check_files(name: str, folder: Path, paths: list[Path], ignored: tuple[str, 
         if isinstance(result, FileProblem):
             skipped.append(result)
             continue
-        entry, n_channels, at_full_scale = result
-        entries.append(entry)
-        channels.add(n_channels)
-        if at_full_scale:
+        entries.append(result.entry)
+        channels.add(result.channels)
+        if result.full_scale:
             full_scale.append(path)
     return SourceSummary(name, folder, tuple(entries), tuple(sorted(channels)), tuple(skipped),
                          ignored, tuple(full_scale))
