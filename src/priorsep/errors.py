@@ -25,6 +25,13 @@ class DatasetError(PriorsepError):
     exit_code = 4
 
 
+class UnusableAudioError(DatasetError):
+    """Some files of a dataset are unusable (unreadable, non-finite, silent, too short) and
+    leaving them out was not allowed."""
+
+    exit_code = 13
+
+
 class ModelNotFoundError(PriorsepError):
     """A model id names no bundled model, local folder or reachable repository."""
 

@@ -221,7 +221,8 @@ def run_evaluation(config: EvaluationConfig, model: str = "toy",
 
     Raises:
         UsageError: the dataset does not hold the model's sources, or an option is unusable.
-        DatasetError, AudioReadError: the dataset root is missing or unreadable.
+        DatasetError, AudioReadError: the dataset root is missing or unreadable, or a source
+            has no usable audio (unusable files are left out, with a notice each).
     """
     under_test = load_priors_under_test(model, device, config.sigmas, notify)
     model_config = under_test.priors.config
@@ -229,6 +230,10 @@ def run_evaluation(config: EvaluationConfig, model: str = "toy",
     length = max(config.length // multiple, 1) * multiple
     data = HeldOutData(config.dataset, Path(config.root) if config.root else None,
                        under_test.sources, model_config.sample_rate)
+    if notify is not None:
+        for problem in data.summary.skipped:
+            notify(f"skipped {problem}")
+    data.summary.require()
     receptive = receptive_field_entry(under_test)
     settings = dataclasses.asdict(config)
     settings["length"] = length

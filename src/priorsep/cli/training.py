@@ -34,6 +34,7 @@ from priorsep.cli.app import (
     option_error,
     reports_errors,
 )
+from priorsep.cli.data_summary import StrictOption, show_summary
 from priorsep.config import FlowConfig, ScoreConfig, TrainConfig, WaveNetConfig
 from priorsep.errors import UsageError
 
@@ -210,6 +211,7 @@ def train(
         "--grouped/--separate", help="One grouped module for all sources, or one per source.")
     ] = True,
     train_options: dict[str, Any] | None = None,
+    strict: StrictOption = False,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -270,7 +272,8 @@ def train(
         widths = dict.fromkeys(width_fields, "--width")
         raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
     data, validation, info = training_data(dataset, root, sources, sample_rate,
-                                           train_config.crop_length)
+                                           train_config.crop_length,
+                                           strict=strict, on_summary=show_summary(quiet, strict))
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
                                architecture=architecture, grouped=grouped)
     from priorsep.nn.registry import build_priors
@@ -309,6 +312,7 @@ def finetune_noise(
              "Without it, one sigma-conditional model covers [--sigma-min, --sigma-max].")
     ] = None,
     train_options: dict[str, Any] | None = None,
+    strict: StrictOption = False,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -343,7 +347,8 @@ def finetune_noise(
     config = priors.config
     data, validation, info = training_data(
         dataset, root, ",".join(config.sources) if dataset == "folder" else None,
-        config.sample_rate, train_config.crop_length)
+        config.sample_rate, train_config.crop_length, min_sources=1, strict=strict,
+        on_summary=show_summary(quiet, strict))
     info["training"]["fine-tuned from"] = str(model)
     if "training" in base_info:
         info["base training"] = base_info["training"]
@@ -392,6 +397,7 @@ def train_posterior_command(
     squeezes: Annotated[int, typer.Option(
         help="The encoder reads frames of 2**squeezes samples.")] = 3,
     train_options: dict[str, Any] | None = None,
+    strict: StrictOption = False,
     resume: ResumeOption = False,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -416,7 +422,8 @@ def train_posterior_command(
     config = priors.config
     data, validation, info = mix_training_data(dataset, root, config.sources,
                                                config.sample_rate, Mixing.from_config(config),
-                                               train_config.crop_length)
+                                               train_config.crop_length, strict=strict,
+                                               on_summary=show_summary(quiet, strict))
     info["training"]["priors"] = str(model)
     with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every,
                        config.sources, loss_name="-ELBO") as reporter:

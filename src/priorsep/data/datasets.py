@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 
 from priorsep.config import FieldError
 from priorsep.data import DATASETS
+from priorsep.data.check import DataSummary, check_folders, check_mixes, generated_summary
 from priorsep.data.folders import FolderMixes, FolderSources
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import UsageError
@@ -17,39 +19,77 @@ VALIDATION_EXAMPLES = 16
 VALIDATION_SEED = 12345
 
 
-def training_data(name: str, root: Path | None, sources: str | None, sample_rate: int,
-                  crop_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
-    """Build (data, validation sources (n, N, crop_length), model-card info) for a dataset.
+SummaryCallback = Callable[[DataSummary], None]
+"""Receives a dataset's summary once it is checked, before it is required usable."""
 
-    The toy validation set is the fixed validation split; for folders it is a fixed-seed draw
-    of crops from the same files (the card says so).
+
+def check_training_data(name: str, root: Path | None, sources: str | None, sample_rate: int,
+                        crop_length: int) -> DataSummary:
+    """One pass over a training dataset of solo sources (see `priorsep.data.check`).
+
+    Args:
+        sources: comma-separated folder names (folder dataset; default: every subfolder).
     """
     if name == "toy":
         if sources is not None:
             raise FieldError("sources", "applies to the folder dataset only")
-        split = ToyDataset("validation", VALIDATION_EXAMPLES, sample_rate,
-                           duration=crop_length / sample_rate)
-        validation = split.batch(range(VALIDATION_EXAMPLES))
-        info = {"training": {"dataset": "toy (sine, sawtooth, square, triangle; on the fly)"}}
-        return ToySources(sample_rate), validation, info
+        return generated_summary("toy", ToySources.sources, sample_rate)
     if name == "folder":
         if root is None:
             raise FieldError("root", "is needed by the folder dataset (ROOT/<source>/*.wav)")
-        names = tuple(s.strip() for s in sources.split(",")) if sources else None
-        data = FolderSources(root, sample_rate, names)
-        generator = torch.Generator().manual_seed(VALIDATION_SEED)
-        validation = data.sample(generator, VALIDATION_EXAMPLES, crop_length)
-        info = {"training": {"dataset": f"folder {root} (validation: fixed crops of it)"}}
-        return data, validation, info
+        names = tuple(s.strip() for s in sources.split(",") if s.strip()) if sources else None
+        return check_folders(root, sample_rate, crop_length, names)
     raise UsageError(f"unknown dataset {name!r}; use {' or '.join(DATASETS['train'])}")
 
 
+def training_data(name: str, root: Path | None, sources: str | None, sample_rate: int,
+                  crop_length: int, *, min_sources: int = 2, strict: bool = False,
+                  on_summary: SummaryCallback | None = None,
+                  ) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """Check a dataset, then build (data, validation sources (n, N, crop_length), model-card
+    info) from its usable files.
+
+    The toy validation set is the fixed validation split; for folders it is a fixed-seed draw
+    of crops from the same files (the card says so). The card's training section gets a line
+    per source (files, duration, rates, channels, what was skipped).
+
+    Args:
+        min_sources: fewer sources than this is an error (two to separate anything).
+        strict: an unusable file is an error instead of being left out.
+        on_summary: receives the summary before it is required usable (to show it).
+
+    Raises:
+        DatasetError: the layout is wrong, a source has no usable audio, or too few sources.
+        UnusableAudioError: `strict` and a file is unusable.
+    """
+    summary = check_training_data(name, root, sources, sample_rate, crop_length)
+    if on_summary is not None:
+        on_summary(summary)
+    summary.require(min_sources, strict)
+    if name == "toy":
+        split = ToyDataset("validation", VALIDATION_EXAMPLES, sample_rate,
+                           duration=crop_length / sample_rate)
+        validation = split.batch(range(VALIDATION_EXAMPLES))
+        training = {"dataset": "toy (sine, sawtooth, square, triangle; on the fly)"}
+        return ToySources(sample_rate), validation, {"training": training}
+    data = FolderSources.from_summary(summary, sample_rate)
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    validation = data.sample(generator, VALIDATION_EXAMPLES, crop_length)
+    training = {"dataset": f"folder {root} (validation: fixed crops of it)",
+                **summary.card_lines()}
+    return data, validation, {"training": training}
+
+
 def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sample_rate: int,
-                      mixing: Any, crop_length: int) -> tuple[Any, torch.Tensor, dict[str, Any]]:
-    """Build (mix data, validation mixes (n, crop_length), card info) for posterior training.
+                      mixing: Any, crop_length: int, *, strict: bool = False,
+                      on_summary: SummaryCallback | None = None,
+                      ) -> tuple[Any, torch.Tensor, dict[str, Any]]:
+    """Check a dataset, then build (mix data, validation mixes (n, crop_length), card info) for
+    posterior training.
 
     "toy" and "folder" mix independently drawn solos with the model's `mixing` (the sources are
-    dropped at once); "mixes" crops mix recordings (ROOT/**/*.wav|flac).
+    dropped at once); "mixes" crops mix recordings (ROOT/**/*.wav|flac). `strict` and
+    `on_summary` are as for `training_data`.
     """
     from priorsep.amortised import MixesOfSolos
 
@@ -59,11 +99,17 @@ def mix_training_data(name: str, root: Path | None, sources: tuple[str, ...], sa
         if root is None:
             raise FieldError("root", "is needed by the mixes dataset (a folder of mix "
                              "recordings)")
-        data = FolderMixes(root, sample_rate)
+        summary = check_mixes(root, sample_rate, crop_length)
+        if on_summary is not None:
+            on_summary(summary)
+        summary.require(strict=strict)
+        data = FolderMixes.from_summary(summary, sample_rate)
         validation = data.sample_mixes(torch.Generator().manual_seed(VALIDATION_SEED),
                                        VALIDATION_EXAMPLES, crop_length)
-        return data, validation, {"training": {"dataset": f"mixes in {root}"}}
+        training = {"dataset": f"mixes in {root}", **summary.card_lines()}
+        return data, validation, {"training": training}
     solos, validation_sources, info = training_data(
-        name, root, ",".join(sources) if name == "folder" else None, sample_rate, crop_length)
+        name, root, ",".join(sources) if name == "folder" else None, sample_rate, crop_length,
+        min_sources=1, strict=strict, on_summary=on_summary)
     info["training"]["dataset"] += " (mixed on the fly; the sources are never seen)"
     return MixesOfSolos(solos, mixing), mixing(validation_sources), info

@@ -12,20 +12,8 @@ from pathlib import Path
 
 import torch
 
-from priorsep.audio import AUDIO_SUFFIXES, audio_info, read_segment, resample, to_mono
-from priorsep.errors import DatasetError
-
-AudioEntry = tuple[Path, int, int]
-"""(path, frames, sample rate) of a readable audio file."""
-
-
-def _entries(paths: list[Path]) -> list[AudioEntry]:
-    entries = []
-    for path in paths:
-        frames, rate = audio_info(path)
-        if frames > 0:
-            entries.append((path, frames, rate))
-    return entries
+from priorsep.audio import read_segment, resample, to_mono
+from priorsep.data.check import AudioEntry, DataSummary, check_folders, check_mixes
 
 
 def random_crop(entries: list[AudioEntry], generator: torch.Generator, length: int,
@@ -53,34 +41,32 @@ class FolderSources:
     Args:
         root: folder with one subfolder of audio files per source.
         sample_rate: rate the crops are resampled to.
-        sources: which subfolders, in order (default: every subfolder holding audio, sorted).
+        sources: which subfolders, in order (default: every subfolder, sorted).
+
+    Raises:
+        DatasetError: the layout is wrong or a source has no usable audio (see
+            `priorsep.data.check`; unusable files are left out).
     """
 
     def __init__(self, root: str | Path, sample_rate: int,
                  sources: tuple[str, ...] | None = None) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(f"{root}: no such folder")
-        if sources is None:
-            sources = tuple(sorted(d.name for d in root.iterdir()
-                                   if d.is_dir() and self._audio_files(d)))
-        if not sources:
-            raise DatasetError(f"{root}: expected one subfolder of .wav/.flac files per source")
-        self.root = root
-        self.sources = tuple(sources)
-        self.sample_rate = sample_rate
-        self.files: list[list[tuple[Path, int, int]]] = []
-        for source in self.sources:
-            entries = _entries(self._audio_files(root / source))
-            if not entries:
-                raise DatasetError(f"{root / source}: no readable audio files")
-            self.files.append(entries)
+        summary = check_folders(root, sample_rate, sources=sources)
+        summary.require()
+        self._use(summary, sample_rate)
 
-    @staticmethod
-    def _audio_files(folder: Path) -> list[Path]:
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    @classmethod
+    def from_summary(cls, summary: DataSummary, sample_rate: int) -> FolderSources:
+        """The usable files of a checked folder dataset (`check_folders`, then `require`)."""
+        data = cls.__new__(cls)
+        data._use(summary, sample_rate)
+        return data
+
+    def _use(self, summary: DataSummary, sample_rate: int) -> None:
+        self.root = summary.root
+        self.summary = summary
+        self.sources = summary.names
+        self.sample_rate = sample_rate
+        self.files: list[list[AudioEntry]] = [list(source.entries) for source in summary.sources]
 
     def sample(self, generator: torch.Generator, batch: int, length: int) -> torch.Tensor:
         """(batch, n_sources, length): an independent random crop per example and source."""
@@ -97,16 +83,26 @@ class FolderMixes:
     Args:
         root: folder of mixes (.wav/.flac).
         sample_rate: rate the crops are resampled to.
+
+    Raises:
+        DatasetError: `root` is not a folder or holds no usable audio.
     """
 
     def __init__(self, root: str | Path, sample_rate: int) -> None:
-        root = Path(root)
-        if not root.is_dir():
-            raise DatasetError(f"{root}: no such folder")
-        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-        self.entries = _entries(paths)
-        if not self.entries:
-            raise DatasetError(f"{root}: no readable .wav/.flac mixes")
+        summary = check_mixes(root, sample_rate)
+        summary.require()
+        self._use(summary, sample_rate)
+
+    @classmethod
+    def from_summary(cls, summary: DataSummary, sample_rate: int) -> FolderMixes:
+        """The usable files of a checked folder of mixes (`check_mixes`, then `require`)."""
+        data = cls.__new__(cls)
+        data._use(summary, sample_rate)
+        return data
+
+    def _use(self, summary: DataSummary, sample_rate: int) -> None:
+        self.summary = summary
+        self.entries = list(summary.sources[0].entries)
         self.sample_rate = sample_rate
 
     def sample_mixes(self, generator: torch.Generator, batch: int, length: int) -> torch.Tensor:

@@ -11,12 +11,14 @@ Every source comes in the order of the model's sources, mono at the model's rate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from priorsep.config import FieldError
 from priorsep.data import DATASETS as USES
+from priorsep.data.check import DataSummary, check_folders, generated_summary, header_summary
 from priorsep.data.folders import FolderSources
 from priorsep.data.musdb import STEMS, MusdbWav
 from priorsep.data.toy import SOURCES as TOY_SOURCES
@@ -65,17 +67,32 @@ class HeldOutData:
             raise UsageError(f"the model's source(s) {', '.join(missing)} are not in the "
                              f"{self.name} dataset (it has {', '.join(available)})")
 
+    @cached_property
+    def summary(self) -> DataSummary:
+        """What the data holds per source (`priorsep.data.check`): the folder dataset's files
+        are checked sample by sample and unusable ones left out; MUSDB18's headers are read."""
+        if self.name == "toy":
+            return generated_summary("toy", self.sources, self.sample_rate)
+        if self.name == "musdb":
+            tracks = MusdbWav(self.root, "test", self.sample_rate, self.sources).tracks
+            return header_summary("musdb", Path(self.root) / "test", {
+                source: [track / f"{source}.wav" for track in tracks]
+                for source in self.sources})
+        return check_folders(self.root, self.sample_rate, sources=self.sources)
+
     def describe(self) -> dict:
-        """What the report says about the data."""
+        """What the report says about the data, with its summary."""
+        summary = {"summary": self.summary.as_dict()}
         if self.name == "toy":
             return {"name": "toy", "split": "test", "root": None,
-                    "note": "the fixed test split; example i is the same on every run"}
+                    "note": "the fixed test split; example i is the same on every run", **summary}
         if self.name == "musdb":
             return {"name": "musdb", "split": "test", "root": str(self.root),
                     "note": "aligned crops of the test tracks, mono, resampled to the model's "
-                            "rate; crops where a stem is silent are redrawn"}
+                            "rate; crops where a stem is silent are redrawn", **summary}
         return {"name": "folder", "split": None, "root": str(self.root),
-                "note": "crops of the solo recordings, one random file per source and example"}
+                "note": "crops of the solo recordings, one random file per source and example",
+                **summary}
 
     def excerpts(self, n: int, length: int, seed: int) -> torch.Tensor:
         """`n` held-out examples of every source.
@@ -97,5 +114,6 @@ class HeldOutData:
         if self.name == "musdb":
             return MusdbWav(self.root, "test", self.sample_rate, self.sources).crops(
                 n, length, generator)
-        return FolderSources(self.root, self.sample_rate, self.sources).sample(
+        self.summary.require()
+        return FolderSources.from_summary(self.summary, self.sample_rate).sample(
             generator, n, length)

@@ -244,6 +244,8 @@ def render_markdown(report: dict, plot_files: Iterable[str] = ()) -> str:
         *[f"- note: {note}" for note in model["notes"]],
         f"- data: {data['name']}" + (f" ({data['root']})" if data["root"] else "")
         + f", {data['note']}",
+        *[f"  - {source['name']}: {source['summary']}"
+          for source in data.get("summary", {}).get("sources", [])],
         f"- likelihood sections: {settings['n_examples']} excerpts per source of "
         f"{settings['length']} samples ({settings['length'] / model['sample_rate'] * 1000:g} ms)",
         f"- receptive field of the prior: {field['samples']} samples = {field['ms']:g} ms "
