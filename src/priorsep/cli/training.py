@@ -270,7 +270,7 @@ def train(
         widths = dict.fromkeys(width_fields, "--width")
         raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
     data, validation, info = training_data(dataset, root, sources, sample_rate,
-                                           train_config.crop_length)
+                                           train_config.crop_length, notice)
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
                                architecture=architecture, grouped=grouped)
     from priorsep.nn.registry import build_priors
@@ -342,8 +342,8 @@ def finetune_noise(
                          "a folder of per-level models")
     config = priors.config
     data, validation, info = training_data(
-        dataset, root, ",".join(config.sources) if dataset == "folder" else None,
-        config.sample_rate, train_config.crop_length)
+        dataset, root, ",".join(config.sources) if dataset in ("folder", "chorales") else None,
+        config.sample_rate, train_config.crop_length, notice)
     info["training"]["fine-tuned from"] = str(model)
     if "training" in base_info:
         info["base training"] = base_info["training"]
@@ -381,8 +381,8 @@ def train_posterior_command(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Model folder to write: the priors plus the encoder.")],
     dataset: Annotated[str, typer.Option(
-        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav) or mixes "
-             "(mix recordings, ROOT/**/*.wav).")] = "toy",
+        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav), chorales (the same, "
+             "from the rendered chorales) or mixes (mix recordings, ROOT/**/*.wav).")] = "toy",
     root: RootOption = None,
     sigma: Annotated[float, typer.Option(help="Noise level the frozen priors condition on.")
                      ] = 0.05,
@@ -416,7 +416,7 @@ def train_posterior_command(
     config = priors.config
     data, validation, info = mix_training_data(dataset, root, config.sources,
                                                config.sample_rate, Mixing.from_config(config),
-                                               train_config.crop_length)
+                                               train_config.crop_length, notice)
     info["training"]["priors"] = str(model)
     with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every,
                        config.sources, loss_name="-ELBO") as reporter:

@@ -55,7 +55,8 @@ class PieceSource:
         return read_midi(data, self.name, self.label)
 
 
-def _music21():
+def music21_module():
+    """music21, imported (raises MidiReadError when it is not installed)."""
     try:
         import music21
     except ImportError as error:
@@ -66,7 +67,7 @@ def _music21():
 
 def corpus_works(pattern: str) -> list[str]:
     """Corpus works matching a glob, as `composer/work` (sorted)."""
-    music21 = _music21()
+    music21 = music21_module()
     root = Path(music21.common.getCorpusFilePath())
     works = set()
     for path in music21.corpus.getPaths():
@@ -86,7 +87,7 @@ def corpus_midi(work: str) -> bytes:
     Raises:
         MidiReadError: music21 cannot find or parse the work.
     """
-    music21 = _music21()
+    music21 = music21_module()
     try:
         score = music21.corpus.parse(work)
         midi = music21.midi.translate.streamToMidiFile(score)

@@ -150,20 +150,39 @@ def _existing_manifest(out: Path, manifest: dict) -> dict | None:
 def render(pieces: list[PieceSource], instruments: list[Instrument], out: str | Path,
            settings: RenderSettings, overwrite: bool = False, resume: bool = False,
            progress: Callable[[int, int, str], None] | None = None) -> RenderSummary:
-    """Render pieces into `out` (layout in `priorsep.render.layout`) and write its manifest.
-
-    Args:
-        overwrite: replace a piece's existing files (else they are an error, found first).
-        resume: skip pieces whose files are all there (a render stopped midway goes on).
-        progress: called as (pieces done, pieces in all, name of the piece just done).
+    """Read and map every piece, then render them into `out` (see `render_planned`).
 
     Raises:
         SynthesiserNotFoundError, MidiReadError, PartMappingError, UsageError: before anything
             is written; OutputExistsError: a piece's files exist without `overwrite`/`resume`.
     """
-    out = Path(out)
-    soundfont = find_soundfont(settings.soundfont)
+    soundfont = find_soundfont(settings.soundfont)  # before reading: the cheaper failure
     planned = plan(pieces, instruments, settings)
+    return render_planned(planned, instruments, out, settings, overwrite, resume, progress,
+                          soundfont)
+
+
+def render_planned(planned: list[PlannedPiece], instruments: list[Instrument],
+                   out: str | Path, settings: RenderSettings, overwrite: bool = False,
+                   resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
+                   soundfont: Path | None = None) -> RenderSummary:
+    """Render planned pieces into `out` (layout in `priorsep.render.layout`), then write its
+    manifest (merged with the one there when that was made with the same settings).
+
+    Args:
+        overwrite: replace a piece's existing files (else they are an error, found first).
+        resume: skip pieces whose files are all there (a render stopped midway goes on).
+        progress: called as (pieces done, pieces in all, name of the piece just done).
+        soundfont: found already (default: `find_soundfont(settings.soundfont)`).
+
+    Raises:
+        SynthesiserNotFoundError: no FluidSynth or soundfont. UsageError: `out` holds a render
+            with other settings. OutputExistsError: a piece's files exist without `overwrite`
+            or `resume`. All before anything is written.
+    """
+    out = Path(out)
+    soundfont = soundfont or find_soundfont(settings.soundfont)
+    check_instruments(instruments)
     sources = [instrument.name for instrument in instruments]
     manifest = _manifest(instruments, settings, soundfont)
     existing = _existing_manifest(out, manifest)
@@ -175,8 +194,7 @@ def render(pieces: list[PieceSource], instruments: list[Instrument], out: str | 
             found = [p for p in piece_files(out, piece.split, piece.score.name, sources)
                      if p.exists()]
             if found:
-                raise OutputExistsError(f"{found[0]} exists (replace it, or skip the pieces "
-                                        "already rendered)")
+                raise OutputExistsError(f"{found[0]} exists")
     summary = RenderSummary()
     started = time.perf_counter()
     with Synthesiser(soundfont, settings.sample_rate, settings.gain) as synth:
