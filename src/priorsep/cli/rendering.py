@@ -24,14 +24,14 @@ def render(
                             "mixture.wav, solos/<split>/<source>/<piece>.wav, manifest.json.")
     ] = None,
     instrument: Annotated[list[str] | None, typer.Option(
-        "--instrument", "-i", help="NAME=PROGRAM[@PART]: a source name, its 0-based General "
+        "--instrument", "-i", help="NAME=PROGRAM\\[@PART]: a source name, its 0-based General "
                                    "MIDI program (40 violin, 71 clarinet, 66 tenor sax, 70 "
                                    "bassoon) and the part it plays (index from 0, or track "
                                    "name; default: the next part). Repeat, one per part.",
         show_default=False)] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the files, Hz.")] = 16000,
     soundfont: Annotated[Path | None, typer.Option(
-        help="General MIDI soundfont (.sf2). [default: $PRIORSEP_SOUNDFONT, else a system "
+        help="General MIDI soundfont (.sf2). \\[default: $PRIORSEP_SOUNDFONT, else a system "
              "one such as /usr/share/sounds/sf2/FluidR3_GM.sf2]", show_default=False)] = None,
     split: Annotated[str, typer.Option(
         help="auto (by a hash of the piece name: ~80% train, 10% validation, 10% test), or "
