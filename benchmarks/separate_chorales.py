@@ -72,11 +72,17 @@ def bss_sdr(estimates: torch.Tensor, sources: torch.Tensor) -> list[float] | Non
         import fast_bss_eval
     except ImportError:
         return None
-    try:
-        values = fast_bss_eval.sdr(sources.double().numpy(), estimates.double().numpy(),
-                                   filter_length=512, compute_permutation=False)
-    except Exception:  # a silent reference makes the system singular
+    threads = torch.get_num_threads()
+    # the torch backend (0.1.4's numpy one fails under numpy 2 in np.linalg.solve), on one
+    # thread: with two, this torch build's batched lu_solve fails ("Pivots given to lu_solve")
+    torch.set_num_threads(1)
+    try:  # (sdr, sir, sar), each (n_sources,), the sources kept in their order
+        values = fast_bss_eval.bss_eval_sources(sources.double(), estimates.double(),
+                                                filter_length=512, compute_permutation=False)[0]
+    except RuntimeError:  # singular: a silent reference or estimate (LinAlgError is one)
         return [float("nan")] * sources.shape[0]
+    finally:
+        torch.set_num_threads(threads)
     return [float(v) for v in values]
 
 
