@@ -102,3 +102,22 @@ class TrainingDiverged(PriorsepError):
     """The training loss became NaN or infinite; nothing was saved from the broken step."""
 
     exit_code = 12
+
+
+class SynthesiserNotFoundError(PriorsepError):
+    """Rendering MIDI needs FluidSynth and a soundfont, and one of them is missing or broken."""
+
+    exit_code = 14
+
+
+class MidiReadError(PriorsepError):
+    """A MIDI file (or a corpus query) is missing, unreadable or not MIDI."""
+
+    exit_code = 15
+
+
+class PartMappingError(PriorsepError):
+    """The parts of a score and the instruments asked for do not match: a part maps to no
+    instrument, an instrument to no part, or a part has no notes."""
+
+    exit_code = 16

@@ -73,7 +73,7 @@ class EvaluationConfig:
     the bundled toy model (the separation section is most of it).
 
     Attributes:
-        dataset: "toy", "musdb" or "folder".
+        dataset: "toy", "musdb", "folder" or "chorales".
         root: dataset root (musdb, folder).
         sections: which of `SECTIONS` to run (always run in that order).
         n_examples: held-out excerpts per source in the likelihood sections.
@@ -229,7 +229,7 @@ def run_evaluation(config: EvaluationConfig, model: str = "toy",
     multiple = model_config.length_multiple
     length = max(config.length // multiple, 1) * multiple
     data = HeldOutData(config.dataset, Path(config.root) if config.root else None,
-                       under_test.sources, model_config.sample_rate)
+                       under_test.sources, model_config.sample_rate, notify)
     if notify is not None:
         for problem in data.summary.skipped:
             notify(f"skipped {problem}")

@@ -8,7 +8,7 @@ order `priorsep --help` lists them.
 
 # isort: off
 from priorsep.cli.app import app, main
-from priorsep.cli import separating, training, models, evaluating  # noqa: F401 (registers)
+from priorsep.cli import separating, training, models, evaluating, rendering  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

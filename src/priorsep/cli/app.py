@@ -32,7 +32,9 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ou
 VerboseOption = Annotated[bool, typer.Option(
     "--verbose", "-v", help="Say more: the model, the settings, the time each input took.")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")]
-DatasetOption = Annotated[str, typer.Option(help="toy, or folder (ROOT/<source>/*.wav|flac).")]
+DatasetOption = Annotated[str, typer.Option(
+    help="toy, folder (ROOT/<source>/*.wav|flac) or chorales (Bach chorales rendered from MIDI "
+         "into the cache on first use).")]
 RootOption = Annotated[Path | None, typer.Option(help="Dataset root for --dataset folder.")]
 StepsOption = Annotated[int, typer.Option(help="Optimisation steps (per noise level).")]
 BatchOption = Annotated[int, typer.Option(help="Examples per step (per rank).")]

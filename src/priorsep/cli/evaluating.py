@@ -82,8 +82,9 @@ def _print_section(name: str, section: dict, sources: list[str]) -> None:
 @reports_errors
 def evaluate_command(
     dataset: Annotated[str, typer.Option(
-        help="toy (the fixed test split), musdb (ROOT/test/<track>/<stem>.wav) or folder "
-             "(ROOT/<source>/*.wav solo recordings).")] = "toy",
+        help="toy (the fixed test split), musdb (ROOT/test/<track>/<stem>.wav), folder "
+             "(ROOT/<source>/*.wav solo recordings) or chorales (the test chorales, rendered "
+             "on first use).")] = "toy",
     root: Annotated[Path | None, typer.Option(help="Dataset root for musdb and folder.")
                     ] = None,
     model: Annotated[list[str] | None, typer.Option(

@@ -272,7 +272,7 @@ def train(
         widths = dict.fromkeys(width_fields, "--width")
         raise option_error(error, {**TRAIN_FLAGS, **widths}, settable=True) from None
     data, validation, info = training_data(dataset, root, sources, sample_rate,
-                                           train_config.crop_length,
+                                           train_config.crop_length, notice,
                                            strict=strict, on_summary=show_summary(quiet, strict))
     model_config = ModelConfig(sources=data.sources, sample_rate=sample_rate,
                                architecture=architecture, grouped=grouped)
@@ -346,8 +346,8 @@ def finetune_noise(
                          "a folder of per-level models")
     config = priors.config
     data, validation, info = training_data(
-        dataset, root, ",".join(config.sources) if dataset == "folder" else None,
-        config.sample_rate, train_config.crop_length, min_sources=1, strict=strict,
+        dataset, root, ",".join(config.sources) if dataset in ("folder", "chorales") else None,
+        config.sample_rate, train_config.crop_length, notice, min_sources=1, strict=strict,
         on_summary=show_summary(quiet, strict))
     info["training"]["fine-tuned from"] = str(model)
     if "training" in base_info:
@@ -386,8 +386,8 @@ def train_posterior_command(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Model folder to write: the priors plus the encoder.")],
     dataset: Annotated[str, typer.Option(
-        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav) or mixes "
-             "(mix recordings, ROOT/**/*.wav).")] = "toy",
+        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav), chorales (the same, "
+             "from the rendered chorales) or mixes (mix recordings, ROOT/**/*.wav).")] = "toy",
     root: RootOption = None,
     sigma: Annotated[float, typer.Option(help="Noise level the frozen priors condition on.")
                      ] = 0.05,
@@ -422,7 +422,8 @@ def train_posterior_command(
     config = priors.config
     data, validation, info = mix_training_data(dataset, root, config.sources,
                                                config.sample_rate, Mixing.from_config(config),
-                                               train_config.crop_length, strict=strict,
+                                               train_config.crop_length, notice,
+                                               strict=strict,
                                                on_summary=show_summary(quiet, strict))
     info["training"]["priors"] = str(model)
     with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every,

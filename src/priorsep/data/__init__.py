@@ -2,9 +2,9 @@
 
 
 DATASETS: dict[str, tuple[str, ...]] = {
-    "train": ("toy", "folder"),
-    "posterior": ("toy", "folder", "mixes"),
-    "evaluate": ("toy", "musdb", "folder"),
+    "train": ("toy", "folder", "chorales"),
+    "posterior": ("toy", "folder", "chorales", "mixes"),
+    "evaluate": ("toy", "musdb", "folder", "chorales"),
 }
 """The dataset names each use takes: `train` and `finetune-noise` (solo sources),
 `train-posterior` (mixes, or solos mixed on the fly) and `evaluate` (held-out sources)."""

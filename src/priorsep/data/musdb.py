@@ -19,7 +19,9 @@ from priorsep.audio import audio_info, read_segment, resample, to_mono
 from priorsep.errors import DatasetError
 
 STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
-SPLITS: tuple[str, ...] = ("train", "test")
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+"""MUSDB18 has train and test; pieces rendered by `priorsep render` (same layout) also have a
+validation split."""
 SILENCE_RMS = 1e-3
 """A crop of a stem quieter than this (-60 dBFS RMS) counts as silent."""
 CROP_ATTEMPTS = 16
@@ -34,7 +36,7 @@ class MusdbWav:
 
     Args:
         root: the folder holding `train/` and `test/`.
-        split: "train" or "test".
+        split: "train", "validation" (rendered pieces only) or "test".
         sample_rate: rate everything is resampled to.
         stems: which stems, in order (default: drums, bass, other, vocals).
 
@@ -45,7 +47,8 @@ class MusdbWav:
     def __init__(self, root: str | Path, split: str = "test", sample_rate: int = 44100,
                  stems: tuple[str, ...] = STEMS) -> None:
         if split not in SPLITS:
-            raise DatasetError(f"unknown musdb split {split!r}; choose train or test")
+            raise DatasetError(f"unknown musdb split {split!r}; choose train or test (or "
+                               "validation, for rendered pieces)")
         folder = Path(root) / split
         if not folder.is_dir():
             raise DatasetError(f"{folder}: no such folder (expected ROOT/{{train,test}}/<track>/"
