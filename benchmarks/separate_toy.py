@@ -40,10 +40,12 @@ import torch
 
 from priorsep.amortised import elbo
 from priorsep.api import Separator
-from priorsep.config import DiffusionConfig, LangevinConfig, ModelConfig, from_dict
+from priorsep.config import DiffusionConfig, ExtractConfig, LangevinConfig, ModelConfig, from_dict
 from priorsep.data.toy import ToyDataset
 from priorsep.evaluation.diagnostics import (
+    assignment_accuracy,
     cross_denoising,
+    full_scale_response,
     mix_response,
     sample_statistics,
     tweedie_table,
@@ -72,11 +74,17 @@ def parse_setting(text: str, separator: Separator) -> tuple[str, int, dict]:
             values[key] = value
     config_class = DiffusionConfig if method == "diffusion" else LangevinConfig
     types = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    if method == "extract":  # its own fields, the others its refinement sampler's
+        refine = values.get("refine", separator.extract.refine)
+        types = {f.name: str(f.type) for f in dataclasses.fields(
+            DiffusionConfig if refine == "diffusion" else LangevinConfig)}
+        types.update({f.name: str(f.type) for f in dataclasses.fields(ExtractConfig)})
     parsed: dict = {}
     for key, value in values.items():
         kind = "int" if key == "steps" else types.get(key)
         if kind is None:
-            raise SystemExit(f"{key} is not a field of {config_class.__name__}")
+            raise SystemExit(f"{key} is not a field of {config_class.__name__}"
+                             + (" or ExtractConfig" if method == "extract" else ""))
         if value == "none":
             parsed[key] = None
         elif kind.startswith("int"):
@@ -118,7 +126,9 @@ def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor, sta
                                        separator.langevin, initial=initial)
         estimates.append(result.sources)
     seconds = time.perf_counter() - started
-    return {"si_sdr": si_sdr(torch.cat(estimates), truth), "seconds": seconds}
+    estimates = torch.cat(estimates)
+    return {"si_sdr": si_sdr(estimates, truth), "seconds": seconds,
+            "assignment": assignment_accuracy(estimates, truth)}
 
 
 def print_matrix(title: str, sources, table) -> None:
@@ -131,8 +141,18 @@ def print_matrix(title: str, sources, table) -> None:
     print()
 
 
+def print_gains(title: str, sources, table) -> None:
+    print(title)
+    print("| prior \\ source | " + " | ".join(sources) + " |")
+    print("|" + "---|" * (len(sources) + 1))
+    for k, source in enumerate(sources):
+        print(f"| {source} | " + " | ".join(f"{v:.2f}" for v in table[k]) + " |")
+    print()
+
+
 def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
-                      cross_sigmas: list[float], n_samples: int, mixing) -> dict:
+                      cross_sigmas: list[float], n_samples: int, mixing,
+                      full_scale_sigmas: list[float] = ()) -> dict:
     """Tweedie gains, cross-denoising matrices and sample statistics, printed and returned."""
     sources = priors.sources
     quality = tweedie_table(priors, truth, sigmas)
@@ -154,15 +174,22 @@ def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
     for sigma in cross_sigmas:
         table = mix_response(priors, truth, mixing, sigma)
         response[sigma] = table.tolist()
-        print(f"mix response at sigma = {sigma}: gain of each true source (columns) in what each "
-              "prior (rows) makes of the mix in its slot; the mix holds every source at "
-              f"{float(mixing.weights(len(sources))[0]):.2f}, separating priors show 1 on the "
-              "diagonal and 0 elsewhere")
-        print("| prior \\ source | " + " | ".join(sources) + " |")
-        print("|" + "---|" * (len(sources) + 1))
-        for k, source in enumerate(sources):
-            print(f"| {source} | " + " | ".join(f"{v:.2f}" for v in table[k]) + " |")
-        print()
+        print_gains(f"mix response at sigma = {sigma}: gain of each true source (columns) in "
+                    "what each prior (rows) makes of the mix in its slot; the mix holds every "
+                    f"source at {float(mixing.weights(len(sources))[0]):.2f}, separating priors "
+                    "show 1 on the diagonal and 0 elsewhere", sources, table)
+    full_scale = {}
+    for sigma in full_scale_sigmas:
+        found = full_scale_response(priors, truth, mixing, sigma)
+        full_scale[sigma] = {"gains": found.gains.tolist(), "top": found.top.tolist(),
+                             "rest": found.rest.tolist()}
+        print_gains(f"full-scale response at sigma = {sigma}: mean gain of each true source "
+                    "(columns) in what each prior (rows) extracts from the whole mix (every "
+                    "source at its own level)", sources, found.gains)
+        print("per example, the largest |gain| of each prior's extraction and the sum of the "
+              "others (exclusive: 1 and 0): " + ", ".join(
+                  f"{s} {t:.2f} / {r:.2f}" for s, t, r in zip(sources, found.top.tolist(),
+                                                               found.rest.tolist())) + "\n")
     statistics = None
     if n_samples:
         length = truth.shape[-1]
@@ -184,7 +211,7 @@ def score_diagnostics(priors, truth: torch.Tensor, sigmas: list[float],
                       + " | ".join(f"{v:.3f}" for v in statistics[key][who]) + " |")
         print()
     return {"tweedie": quality, "cross_denoising": cross, "mix_response": response,
-            "samples": statistics}
+            "full_scale_response": full_scale, "samples": statistics}
 
 
 class TruthCentred(torch.nn.Module):
@@ -265,6 +292,8 @@ def main() -> None:
                         help="noise levels of the Tweedie score-quality table ('' to skip)")
     parser.add_argument("--cross-sigmas", default="0.1,0.3",
                         help="noise levels of the cross-denoising matrices ('' to skip)")
+    parser.add_argument("--full-scale-sigmas", default="2.0",
+                        help="noise levels of the full-scale response ('' to skip)")
     parser.add_argument("--score-examples", type=int, default=32,
                         help="held-out examples per source for the score diagnostics")
     parser.add_argument("--samples", type=int, default=8,
@@ -304,7 +333,7 @@ def main() -> None:
             separator.priors, score_truth,
             [float(v) for v in args.score_sigmas.split(",") if v],
             [float(v) for v in args.cross_sigmas.split(",") if v], args.samples,
-            separator.mixing)
+            separator.mixing, [float(v) for v in args.full_scale_sigmas.split(",") if v])
     diagnostic_elbo = None
     if separator.encoder is not None:
         diagnostic_elbo = elbo_diagnostic(separator, mixes, truth, args.batch_size)
@@ -313,13 +342,14 @@ def main() -> None:
               "\n")
     header = ("| setting | start | evaluations | "
               + " | ".join(f"{s} SI-SDRi" for s in sources)
-              + " | mean SI-SDRi | mean SI-SDR | RTF |")
+              + " | mean SI-SDRi | mean SI-SDR | > 10 dB | assigned | RTF |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
-    base = (separator.method, separator.langevin, separator.diffusion)
+    base = (separator.method, separator.langevin, separator.diffusion, separator.extract)
     for text in settings:
-        separator.method, separator.langevin, separator.diffusion = base
+        (separator.method, separator.langevin, separator.diffusion,
+         separator.extract) = base
         method, samples, overrides = parse_setting(text, separator)
         separator.method, separator.samples = method, samples
         separator.configure(**overrides)
@@ -332,7 +362,10 @@ def main() -> None:
                                args.start_sigma)
             rtf = outcome["seconds"] / audio_seconds
             row = summary(text, outcome["si_sdr"], anchor, sources, rtf)
-            config = separator.diffusion if method == "diffusion" else separator.langevin
+            row["assignment"] = outcome["assignment"]
+            row["above_10_db"] = int((outcome["si_sdr"] > 10).sum())
+            config = {"diffusion": separator.diffusion,
+                      "extract": separator.extract}.get(method, separator.langevin)
             evaluations = separator.evaluations_per_segment
             row.update(start=diagnostic, evaluations=evaluations, method=method,
                        config=dataclasses.asdict(config))
@@ -340,8 +373,9 @@ def main() -> None:
             cells = " | ".join(f"{row['per_source'][s]['improvement_mean']:+.2f}"
                                for s in sources)
             print(f"| {text} | {diagnostic} | {evaluations} | {cells} | "
-                  f"{row['improvement_mean']:+.2f} | {row['si_sdr_mean']:+.2f} | {rtf:.2f} |",
-                  flush=True)
+                  f"{row['improvement_mean']:+.2f} | {row['si_sdr_mean']:+.2f} | "
+                  f"{row['above_10_db']}/{outcome['si_sdr'].numel()} | "
+                  f"{row['assignment']:.0%} | {rtf:.2f} |", flush=True)
     if args.write_best:
         eligible = [row for row in results if row["start"] == "cold" and
                     row["method"] in ("langevin", "diffusion") and row["rtf"] <= args.max_rtf]

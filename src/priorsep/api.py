@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from priorsep.audio import resample, to_mono
-from priorsep.config import DEFAULT_MODEL, DiffusionConfig, LangevinConfig
+from priorsep.config import DEFAULT_MODEL, DiffusionConfig, ExtractConfig, LangevinConfig
 from priorsep.errors import ModelFormatError, UsageError
 from priorsep.methods import METHODS, Strategy, build_strategy
 from priorsep.nn.interface import SourcePrior
@@ -133,25 +133,30 @@ def _check_method(method: str | None) -> None:
 
 
 def default_method(priors: SourcePrior) -> str:
-    """Diffusion sampling for score priors, Langevin for density priors."""
+    """The family's preferred method (extraction for generator priors), else diffusion
+    sampling for score priors and Langevin for density priors."""
+    if priors.preferred_method:
+        return priors.preferred_method
     return "langevin" if priors.has_log_prob else "diffusion"
 
 
 class Separator:
     """Separates mixes into the sources of a set of priors.
 
-    Four methods:
+    Five methods:
     - "langevin": (annealed) Langevin posterior sampling under the priors
       (`priorsep.separation.langevin`);
     - "diffusion": the independent-priors diffusion sampler with the mix as an exact constraint
       (`priorsep.separation.diffusion`), the default for score priors;
     - "posterior": one forward pass of the amortised posterior encoder (`priorsep.amortised`),
       its mean, or the average of `samples` draws;
-    - "posterior+langevin": the encoder's mean starts a short Langevin refinement.
+    - "posterior+langevin": the encoder's mean starts a short Langevin refinement;
+    - "extract": staged extraction by evidence (`priorsep.separation.extract`), the default of
+      generator priors, optionally refined by one of the samplers.
 
     Args:
         priors: the source priors (eval mode).
-        langevin, diffusion: the samplers' settings (default: the package defaults).
+        langevin, diffusion, extract: the methods' settings (default: the package defaults).
         segment_length: samples the separator sees at once (rounded to the models' multiple;
             default: the priors' own segment length, else 16384).
         overlap: samples shared by consecutive segments (default: an eighth of a segment).
@@ -165,7 +170,8 @@ class Separator:
                  segment_length: int | None = None, overlap: int | None = None,
                  batch_size: int = 4, method: str | None = None,
                  encoder: PosteriorEncoder | None = None, samples: int = 0,
-                 diffusion: DiffusionConfig | None = None) -> None:
+                 diffusion: DiffusionConfig | None = None,
+                 extract: ExtractConfig | None = None) -> None:
         _check_method(method)
         method = method or default_method(priors)
         if method.startswith("posterior") and encoder is None:
@@ -175,6 +181,7 @@ class Separator:
         self.priors = priors.eval()
         self.langevin = langevin or LangevinConfig()
         self.diffusion = diffusion or DiffusionConfig()
+        self.extract = extract or ExtractConfig()
         self.method = method
         self.encoder = encoder.eval() if encoder is not None else None
         self.samples = samples
@@ -197,8 +204,9 @@ class Separator:
                         **overrides: Any) -> Separator:
         """Load a model by id; its stored separation settings, then `overrides`, apply.
 
-        `overrides` are fields of the chosen sampler's configuration (`LangevinConfig` or
-        `DiffusionConfig`), or `steps` (score evaluations in all); None values are ignored.
+        `overrides` are fields of the chosen method's configuration (`LangevinConfig`,
+        `DiffusionConfig` or `ExtractConfig`), or `steps` (score evaluations in all); None
+        values are ignored.
         For "posterior+langevin" the refinement runs a quarter of the stored Langevin steps
         unless `steps_per_level` is given.
 
@@ -215,14 +223,16 @@ class Separator:
             langevin = dataclasses.replace(
                 langevin, steps_per_level=max(1, langevin.steps_per_level // 4))
         separator = cls(priors, langevin, method=method, encoder=encoder, samples=samples,
-                        diffusion=settings.diffusion)
+                        diffusion=settings.diffusion, extract=settings.extract)
         separator.configure(**overrides)
         return separator
 
     def configure(self, steps: int | None = None, **fields: Any) -> None:
         """Change the active sampler's settings: `steps` (score evaluations in all: Langevin
         keeps its levels and cuts the steps per level; diffusion sets its steps), then any
-        fields of its configuration. None values are ignored.
+        fields of its configuration. With "extract", fields of `ExtractConfig` set the
+        extraction and the others (`steps` too) its refinement sampler's. None values are
+        ignored.
 
         Raises:
             UsageError: a value the sampler cannot use (naming the field).
@@ -230,8 +240,20 @@ class Separator:
         fields = {k: v for k, v in fields.items() if v is not None}
         if steps is not None and steps < 1:
             raise UsageError("steps must be at least 1")
+        sampler = self.method
+        if self.method == "extract":
+            names = {f.name for f in dataclasses.fields(ExtractConfig)}
+            own = {k: v for k, v in fields.items() if k in names}
+            fields = {k: v for k, v in fields.items() if k not in names}
+            try:
+                self.extract = dataclasses.replace(self.extract, **own)
+            except (ValueError, TypeError) as error:
+                raise UsageError(str(error)) from None
+            sampler = self.extract.refine
+            if sampler == "none":
+                return
         try:
-            if self.method == "diffusion":
+            if sampler == "diffusion":
                 if steps is not None:
                     fields.setdefault("steps", steps)
                 self.diffusion = dataclasses.replace(self.diffusion, **fields)
@@ -245,7 +267,7 @@ class Separator:
     def strategy(self) -> Strategy:
         """The method with the current settings (`priorsep.methods`)."""
         return build_strategy(self.method, self.langevin, self.diffusion, self.encoder,
-                              self.samples)
+                              self.samples, self.extract, len(self.priors.sources))
 
     @property
     def evaluations_per_segment(self) -> int:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import torch
 
 from priorsep.amortised import posterior_estimate
-from priorsep.config import DiffusionConfig, LangevinConfig
+from priorsep.config import DiffusionConfig, ExtractConfig, LangevinConfig
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation import CountCallback
 from priorsep.separation.diffusion import diffusion_separate
+from priorsep.separation.extract import extract_separate, extraction_steps
 from priorsep.separation.langevin import langevin_separate
 from priorsep.separation.mixing import Mixing
 
@@ -90,16 +91,41 @@ class RefinedPosterior:
         return self.langevin.separate(priors, segments, mixing, progress, initial=initial)
 
 
-Strategy = Diffusion | Langevin | Posterior | RefinedPosterior
+@dataclass(frozen=True)
+class Extract:
+    """Staged extraction by evidence, sweeps, then the optional refinement by a sampler
+    (`priorsep.separation.extract`; the generator priors' default)."""
+
+    config: ExtractConfig
+    langevin: LangevinConfig
+    diffusion: DiffusionConfig
+    n_sources: int
+    name = "extract"
+
+    @property
+    def evaluations(self) -> int:
+        return extraction_steps(self.n_sources, self.config)
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: CountCallback | None = None) -> torch.Tensor:
+        return extract_separate(priors, segments, mixing, self.config, self.langevin,
+                                self.diffusion, progress=progress).sources
+
+
+Strategy = Diffusion | Langevin | Posterior | RefinedPosterior | Extract
 METHODS: tuple[str, ...] = tuple(cls.name for cls in (Langevin, Diffusion, Posterior,
-                                                      RefinedPosterior))
+                                                      RefinedPosterior, Extract))
 """The method names, as the command line and separation.json write them."""
 
 
 def build_strategy(name: str, langevin: LangevinConfig, diffusion: DiffusionConfig,
-                   encoder: PosteriorEncoder | None = None, samples: int = 0) -> Strategy:
+                   encoder: PosteriorEncoder | None = None, samples: int = 0,
+                   extract: ExtractConfig | None = None, n_sources: int = 0) -> Strategy:
     """The strategy called `name`, from a Separator's settings (the posterior methods need
-    `encoder`; their draws are seeded by the Langevin seed)."""
+    `encoder`; their draws are seeded by the Langevin seed; extraction counts its work by
+    `n_sources`)."""
+    if name == Extract.name:
+        return Extract(extract or ExtractConfig(), langevin, diffusion, n_sources)
     if name == Diffusion.name:
         return Diffusion(diffusion)
     if name == Langevin.name:

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from priorsep.config import (
     DiffusionConfig,
+    ExtractConfig,
     LangevinConfig,
     ModelConfig,
     PosteriorConfig,
@@ -150,23 +151,25 @@ class SeparationSettings:
     method: str | None = None
     langevin: LangevinConfig = dataclasses.field(default_factory=LangevinConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    extract: ExtractConfig = dataclasses.field(default_factory=ExtractConfig)
 
 
 def stored_settings(info: dict[str, Any]) -> SeparationSettings:
-    """The settings in `info["separation"]`: a dict with "method", "langevin", "diffusion"
-    (what `separation.json` holds), or, from older folders, the Langevin fields alone.
+    """The settings in `info["separation"]`: a dict with "method", "langevin", "diffusion",
+    "extract" (what `separation.json` holds), or, from older folders, the Langevin fields alone.
 
     Raises:
         ModelFormatError: the settings are not valid.
     """
     stored = {k: v for k, v in (info.get("separation") or {}).items() if k != "measured"}
     try:
-        if not any(key in stored for key in ("method", "langevin", "diffusion")):
+        if not any(key in stored for key in ("method", "langevin", "diffusion", "extract")):
             return SeparationSettings(langevin=from_dict(LangevinConfig, stored))
         return SeparationSettings(
             method=stored.get("method"),
             langevin=from_dict(LangevinConfig, stored.get("langevin", {})),
-            diffusion=from_dict(DiffusionConfig, stored.get("diffusion", {})))
+            diffusion=from_dict(DiffusionConfig, stored.get("diffusion", {})),
+            extract=from_dict(ExtractConfig, stored.get("extract", {})))
     except (ValueError, TypeError) as error:
         raise ModelFormatError(f"invalid separation settings ({error})") from None
 
@@ -192,7 +195,8 @@ def write_separation(folder: str | os.PathLike, settings: SeparationSettings,
     """Write `separation.json`; `measured` (figures, how they were tuned) goes beside the
     settings for humans and is ignored when loading."""
     values = {"method": settings.method, "langevin": dataclasses.asdict(settings.langevin),
-              "diffusion": dataclasses.asdict(settings.diffusion)}
+              "diffusion": dataclasses.asdict(settings.diffusion),
+              "extract": dataclasses.asdict(settings.extract)}
     if measured:
         values["measured"] = measured
     atomic_write_text(Path(folder) / SEPARATION_NAME, json.dumps(values, indent=2) + "\n")

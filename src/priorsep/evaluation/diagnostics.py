@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from priorsep.nn.interface import SourcePrior, tweedie_gain
@@ -122,11 +124,77 @@ def mix_response(priors: SourcePrior, clean: torch.Tensor, mixing, sigma: float,
     for chunk in clean.split(batch_size):
         start = mixing.least_norm_sources(mixing(chunk), n_sources)
         noisy = start + sigma * torch.randn(start.shape, generator=generator)
-        denoised = priors.denoise(noisy.to(priors.device), sigma).cpu().double()
-        truth = chunk.double()
-        # gain of source j in output k: <D_k, s_j> / <s_j, s_j> (the toy sources are nearly
-        # orthogonal, so the single regressions are close to the joint one)
-        inner = torch.einsum("bkt,bjt->bkj", denoised, truth)
-        energy = truth.pow(2).sum(dim=-1)[:, None, :]
-        total += (inner / energy.clamp_min(1e-12)).sum(dim=0)
+        denoised = priors.denoise(noisy.to(priors.device), sigma).cpu()
+        total += source_gains(denoised, chunk).sum(dim=0)
     return total / clean.shape[0]
+
+
+def source_gains(estimates: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Gain of true source j in estimate k, <e_k, s_j> / <s_j, s_j> (the toy sources are nearly
+    orthogonal, so the single regressions are close to the joint one).
+
+    Args:
+        estimates: (batch, n_sources, time); truth: (batch, n_sources, time).
+
+    Returns:
+        (batch, n_sources, n_sources) float64: [b, k, j].
+    """
+    truth = truth.double()
+    inner = torch.einsum("bkt,bjt->bkj", estimates.double(), truth)
+    return inner / truth.pow(2).sum(dim=-1)[:, None, :].clamp_min(1e-12)
+
+
+@dataclass(frozen=True)
+class FullScaleResponse:
+    """`gains` (n_sources, n_sources): [k, j] the mean gain of true source j in prior k's
+    extraction; `top` (n_sources,): the mean over examples of the largest |gain| in prior k's
+    row; `rest` (n_sources,): the mean of the sum of the other |gains| (exclusive: top ~1,
+    rest ~0, whichever source it took)."""
+
+    gains: torch.Tensor
+    top: torch.Tensor
+    rest: torch.Tensor
+
+
+@torch.no_grad()
+def full_scale_response(priors: SourcePrior, clean: torch.Tensor, mixing, sigma: float,
+                        batch_size: int = 8) -> FullScaleResponse:
+    """What each prior extracts from the whole mix: staged extraction's first question.
+
+    Prior k is given the mix as its residual (`SourcePrior.propose`: it sees m / a_k, every
+    source at its own level for the mean) at level sigma; its proposal is regressed on the true
+    sources. An exclusive prior returns one source at about 1 and the others at about 0 (not
+    always its own: the loudest one of a shape it can explain, which is why extraction orders
+    the classes by evidence); a prior that keeps every source returns them all.
+
+    Args:
+        clean: (n, n_sources, time) aligned held-out sources (they make the mixes).
+
+    Returns:
+        A `FullScaleResponse`.
+    """
+    n_sources = clean.shape[1]
+    weights = mixing.weights(n_sources)
+    gains = []
+    for chunk in clean.split(batch_size):
+        proposal = priors.propose(mixing(chunk).to(priors.device), sigma,
+                                  weights.to(priors.device))
+        gains.append(source_gains(proposal.sources.cpu(), chunk))
+    gains = torch.cat(gains)  # (n, k, j)
+    top = gains.abs().max(dim=-1).values
+    return FullScaleResponse(gains.mean(0), top.mean(0), (gains.abs().sum(-1) - top).mean(0))
+
+
+def assignment_accuracy(estimates: torch.Tensor, truth: torch.Tensor) -> float:
+    """Share of slots whose best-matching true source (largest |correlation|) is their own.
+
+    Args:
+        estimates, truth: (batch, n_sources, time).
+    """
+    estimates = estimates.double() - estimates.double().mean(-1, keepdim=True)
+    truth = truth.double() - truth.double().mean(-1, keepdim=True)
+    inner = torch.einsum("bkt,bjt->bkj", estimates, truth)
+    norms = (estimates.norm(dim=-1)[:, :, None] * truth.norm(dim=-1)[:, None, :]).clamp_min(1e-12)
+    best = (inner / norms).abs().argmax(dim=-1)  # (batch, n_sources)
+    own = torch.arange(truth.shape[1])[None]
+    return float((best == own).double().mean())

@@ -102,6 +102,9 @@ class SourcePrior(nn.Module):
     """
 
     has_log_prob: ClassVar[bool] = False
+    preferred_method: ClassVar[str | None] = None
+    """The separation method the family works best with (None: langevin for a density,
+    diffusion for a score family)."""
     validation_name: ClassVar[str] = "validation log-likelihood (nats/sample)"
     """What `validation_scores` returns, with its unit (for logs and model cards); a family
     without a density names its own."""

@@ -11,8 +11,9 @@ c / e clamped to the class's gain range. Phase and gain are solved for every tri
 the search is over f0 alone: the residual's strongest spectral peaks (and, for sources whose
 fundamental is weak, their subharmonics) are the trials, the best few per class are kept after
 a first grid around each, and nested grids, each `refine_points` points over the spacing of
-the one before, narrow them down to a small fraction of a cycle per segment (low notes need f0 to much better than 0.1 Hz over a quarter second). It returns
-every candidate with its fit, best first, so a beam or a diagnostic can read them.
+the one before, narrow them down to a small fraction of a cycle per segment (low notes need
+f0 to much better than 0.1 Hz over a quarter second). It returns every candidate with its
+fit, best first, so a beam or a diagnostic can read them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from priorsep.nn.oscillators import (
     fold_by_phase,
     phase_correlation,

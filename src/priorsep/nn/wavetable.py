@@ -44,7 +44,7 @@ from priorsep.config import ModelConfig, TrainConfig, WavetableConfig
 from priorsep.data import toy
 from priorsep.nn.interface import Proposal, SourcePrior, expand_sigma
 from priorsep.nn.latent_search import LatentCandidates, SearchSettings, search_latents
-from priorsep.nn.oscillators import phase_positions, render_table
+from priorsep.nn.oscillators import fold_by_phase, phase_positions, render_table
 from priorsep.nn.spectral_loss import multi_resolution_stft_loss
 
 SILENT_RMS = 1e-3
@@ -66,6 +66,31 @@ def toy_shape(name: str, positions: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"the toy generator has no source {name!r}")
 
 
+def fill_circular(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Fill the unknown bins of periodic tables by linear interpolation between the nearest
+    known bins on either side (all zeros where none is known).
+
+    Args:
+        values, known: (..., bins).
+    """
+    bins = values.shape[-1]
+    position = torch.arange(bins, device=values.device).expand_as(values)
+    tripled = torch.cat([position - bins, position, position + bins], dim=-1)
+    marked = torch.cat([known] * 3, dim=-1)
+    before = torch.where(marked, tripled, torch.full_like(tripled, -10 * bins))
+    before = torch.cummax(before, dim=-1).values[..., bins:2 * bins]
+    after = torch.where(marked, tripled, torch.full_like(tripled, 10 * bins))
+    after = torch.flip(torch.cummin(torch.flip(after, [-1]), dim=-1).values,
+                       [-1])[..., bins:2 * bins]
+    low = torch.gather(values, -1, before % bins)
+    high = torch.gather(values, -1, after % bins)
+    span = (after - before).clamp_min(1)
+    weight = (position - before) / span
+    filled = low + weight * (high - low)
+    return torch.where(known, values, torch.where(known.any(-1, keepdim=True), filled,
+                                                  torch.zeros_like(values)))
+
+
 @dataclass(frozen=True)
 class Latents:
     """One latent per signal and class, each (batch, n_classes): f0 (Hz), phase (cycles),
@@ -85,6 +110,7 @@ class WavetablePriors(SourcePrior):
     """
 
     has_log_prob = True
+    preferred_method = "extract"
     validation_name = "validation reconstruction SI-SDR (dB)"
 
     def __init__(self, config: ModelConfig) -> None:
@@ -155,7 +181,7 @@ class WavetablePriors(SourcePrior):
             scale = self.tables.float().pow(2).mean(-1).sqrt()[:, None]  # RMS of each shape
             return gain[..., None].float() * shapes / scale
         tables = self.normalised_tables() if tables is None else tables
-        return gain[..., None].to(tables.dtype) * render_table(tables[:, None], positions)
+        return gain[..., None].to(tables.dtype) * render_table(tables, positions)
 
     def search(self, residual: torch.Tensor, weights: torch.Tensor | None = None,
                learnt: bool = True, classes: list[int] | None = None) -> LatentCandidates:
@@ -275,6 +301,32 @@ class WavetablePriors(SourcePrior):
 
     def receptive_field(self) -> int:
         return self.segment_length
+
+    @torch.no_grad()
+    def prepare(self, clean: torch.Tensor) -> None:
+        """Data-dependent start: each table becomes the average period of a batch of its solos
+        (every voiced crop folded by phase at its encoded f0 and theta, divided by its gain),
+        so gradient steps start from the right shape instead of a cosine.
+
+        Args:
+            clean: (batch, n_sources, time) solo crops.
+        """
+        if self.arch.exact:
+            return
+        clean = clean.to(self.device)
+        latents = self.best_latents(self.search(clean, learnt=False))
+        bins = self.arch.bins
+        voiced = (clean.pow(2).mean(-1).sqrt() > SILENT_RMS).float()
+        sums, counts = fold_by_phase(clean / latents.gain.clamp_min(1e-6)[..., None],
+                                     latents.f0[..., None], bins, self.sample_rate)
+        shift = torch.round(latents.phase * bins).long()  # (B, N): the fold starts at theta
+        index = (torch.arange(bins, device=clean.device) - shift[..., None]) % bins
+        sums = torch.gather(sums[..., 0, :], -1, index) * voiced[..., None]
+        counts = torch.gather(counts[..., 0, :], -1, index) * voiced[..., None]
+        total, seen = sums.sum(0), counts.sum(0)  # (N, bins)
+        average = fill_circular(total / seen.clamp_min(1.0), seen > 0)
+        keep = seen.sum(-1) > 0
+        self.tables[keep] = average[keep].to(self.tables)
 
     def forward(self, f0: torch.Tensor, phase: torch.Tensor, gain: torch.Tensor,
                 length: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Long audio in fixed segments with overlap-add: the one place that chunks and pads.
 
 A mix of any length is cut into segments of `segment_length` samples that overlap by `overlap`
-samples (hop = segment_length - overlap); the last one is zero-padded at the end. A model only
+samples (hop = segment_length - overlap); the last one ends where the audio ends. A model only
 ever sees whole segments. The estimates are cross-faded back with a window whose overlapping
 copies sum to one (a flat top with sin**2 / cos**2 ramps of `overlap` samples; with 50 % overlap
 it is a Hann window) and divided by the summed window, so a segment function that returns its
@@ -49,11 +49,15 @@ def crossfade_window(segment_length: int, overlap: int, dtype: torch.dtype = tor
 
 
 def segment_starts(time: int, segment_length: int, overlap: int) -> list[int]:
-    """Start of every segment covering `time` samples (hop = segment_length - overlap)."""
+    """Start of every segment covering `time` samples: every `segment_length - overlap`
+    samples, and the last one ending where the audio ends (it overlaps its neighbour by more
+    than `overlap` rather than holding padding: a model never sees silence that is not in the
+    audio)."""
     if time <= segment_length:
         return [0]
     hop = segment_length - overlap
-    return [index * hop for index in range(1 + math.ceil((time - segment_length) / hop))]
+    count = 1 + math.ceil((time - segment_length) / hop)
+    return [index * hop for index in range(count - 1)] + [time - segment_length]
 
 
 def separate_long(mix: torch.Tensor, segment_fn: SegmentFn, segment_length: int, overlap: int,
