@@ -185,7 +185,7 @@ def test_bundled_toy_model_separates_the_example_in_one_pass():
 
     from priorsep.audio import read_audio
 
-    separator = Separator.from_pretrained("toy", method="posterior")
+    separator = Separator.from_pretrained("toy-flow", method="posterior")
     with as_file(files("priorsep") / "examples" / "toy_mix.wav") as path:
         audio, rate = read_audio(str(path))
     stems = separator.separate_audio(audio, rate)

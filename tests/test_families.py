@@ -13,6 +13,7 @@ from priorsep.config import (
     ScoreConfig,
     TrainConfig,
     WaveNetConfig,
+    WavetableConfig,
 )
 from priorsep.data.toy import ToyDataset, ToySources
 from priorsep.errors import CapabilityError
@@ -51,6 +52,10 @@ CONFIGS = {
     "wavenet-mulaw-separate": ModelConfig(
         architecture=WaveNetConfig(quantisation="mulaw", **TINY_WAVENET), grouped=False,
         trained_sigma_min=0.005, trained_sigma_max=2.0),
+    "wavetable": ModelConfig(architecture=WavetableConfig(bins=256, segment_length=256,
+                                                          peaks=3, rounds=2)),
+    "wavetable-exact": ModelConfig(architecture=WavetableConfig(exact=True, bins=256,
+                                                                segment_length=256, peaks=3)),
 }
 
 
@@ -122,7 +127,8 @@ def test_samples_have_the_asked_shape(family):
 
 
 @pytest.mark.parametrize("name", [name for name, config in CONFIGS.items()
-                                  if config.family != "gaussian"])
+                                  if config.family != "gaussian"
+                                  and not getattr(config.architecture, "exact", False)])
 def test_two_training_steps_change_the_weights_and_write_a_folder(name, tmp_path):
     config = CONFIGS[name]
     validation = ToyDataset("validation", 2, duration=256 / 16000).batch(range(2))
@@ -144,7 +150,8 @@ def test_two_training_steps_change_the_weights_and_write_a_folder(name, tmp_path
 def test_separator_separates_with_the_familys_default(family):
     _, priors = family
     separator = Separator(priors, segment_length=256, batch_size=2)
-    assert separator.method == ("langevin" if priors.has_log_prob else "diffusion")
+    assert separator.method == (priors.preferred_method
+                                or ("langevin" if priors.has_log_prob else "diffusion"))
     separator.configure(steps=4)
     mix = torch.randn(2, 600) * 0.3
     estimates = separator.separate_tensor(mix)

@@ -3,7 +3,7 @@
     from priorsep.api import Separator
     separator = Separator.from_pretrained("toy")
     stems = separator.separate_audio(audio, rate)   # {source: (channels, time)}
-    fast = Separator.from_pretrained("toy", method="posterior")  # one encoder pass
+    fast = Separator.from_pretrained("toy-flow", method="posterior")  # one encoder pass
 
 `Separator` owns the defaults that make separation work (the Langevin schedule stored with the
 model, the amortised posterior when one is stored, segment length, overlap); long audio goes

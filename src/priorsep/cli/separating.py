@@ -57,7 +57,8 @@ def separate(
         help="diffusion (the diffusion sampler, for score priors), langevin (Langevin "
              "posterior sampling), posterior (one pass of the model's amortised encoder) or "
              "posterior+langevin (the encoder starts a short Langevin run: a quarter of the "
-             "model's steps unless --steps). Default: the model's own.")] = None,
+             "model's steps unless --steps) or extract (staged extraction by evidence, the "
+             "generator priors' method). Default: the model's own.")] = None,
     samples: Annotated[int, typer.Option(
         help="With the posterior methods: average this many encoder draws (0: its mean).")
     ] = 0,

@@ -35,7 +35,13 @@ from priorsep.cli.app import (
     reports_errors,
 )
 from priorsep.cli.data_summary import StrictOption, show_summary
-from priorsep.config import FlowConfig, ScoreConfig, TrainConfig, WaveNetConfig
+from priorsep.config import (
+    FlowConfig,
+    ScoreConfig,
+    TrainConfig,
+    WaveNetConfig,
+    WavetableConfig,
+)
 from priorsep.errors import UsageError
 
 TRAINING_OPTIONS = {
@@ -162,8 +168,10 @@ def train(
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
     prior: Annotated[str, typer.Option(
         help="Prior family: flowavenet (normalizing flows, exact likelihood), score "
-             "(denoisers trained by denoising score matching, separated by diffusion) or "
-             "wavenet (autoregressive, a categorical over quantised levels per sample).")
+             "(denoisers trained by denoising score matching, separated by diffusion), "
+             "wavenet (autoregressive, a categorical over quantised levels per sample) or "
+             "wavetable (a learnt wavetable per source with a latent f0, phase and gain: "
+             "generator priors, separated by staged extraction).")
     ] = "flowavenet",
     front_end: Annotated[str, typer.Option(
         help="Score priors: time, spectral, hybrid (time + spectral), stft (short-time "
@@ -222,14 +230,15 @@ def train(
     from priorsep.devices import resolve_device
     from priorsep.training import train as run_training
 
-    classes = {"flowavenet": FlowConfig, "score": ScoreConfig, "wavenet": WaveNetConfig}
+    classes = {"flowavenet": FlowConfig, "score": ScoreConfig, "wavenet": WaveNetConfig,
+               "wavetable": WavetableConfig}
     set_values = parse_fields(set_fields or [])
     file_fields = {}
     if config_file is not None:
         file_prior, file_fields = read_architecture_file(config_file)
         prior = prior if given(ctx, "prior") else file_prior
     if prior not in classes:
-        raise UsageError(f"--prior {prior}: choose flowavenet, score or wavenet")
+        raise UsageError(f"--prior {prior}: choose flowavenet, score, wavenet or wavetable")
     architecture_class = classes[prior]
     width_fields = WIDTH_FIELDS.get(prior, ())
     # the fields the shape options set (None: not given, the family's default)
@@ -260,6 +269,10 @@ def train(
         elif prior == "wavenet":
             architecture = WaveNetConfig(**{**shape, **fields})
             noise = {"draw_sigma_min": sigma_min, "draw_sigma_max": sigma_max}
+        elif prior == "wavetable":
+            architecture = WavetableConfig(**{"segment_length": train_options["crop_length"],
+                                              **fields})
+            noise = {}
         else:
             architecture = FlowConfig(**{
                 "early_squeezes": early_squeezes, "n_flows": n_flows,
@@ -279,7 +292,8 @@ def train(
     from priorsep.nn.registry import build_priors
 
     family = build_priors(model_config)
-    units = ({} if family.has_log_prob else
+    units = ({"loss_name": "reconstruction loss", "loss_unit": "(waveform + MR-STFT)"}
+             if prior == "wavetable" else {} if family.has_log_prob else
              {"loss_name": "denoising loss", "loss_unit": "(EDM-weighted)"})
     with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every, data.sources,
                        validation_name=family.validation_name, **units) as reporter:

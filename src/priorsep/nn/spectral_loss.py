@@ -27,13 +27,18 @@ def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor,
                                ) -> torch.Tensor:
     """Mean over resolutions of ||S_t - S_e||_F / ||S_t||_F + mean |log S_t - log S_e|.
 
+    Resolutions whose window exceeds the signal are left out (at least the shortest is kept).
+
     Args:
-        estimate, target: (..., time), time at least the largest window.
+        estimate, target: (..., time).
 
     Returns:
         A scalar.
     """
     total = estimate.new_zeros(())
+    length = estimate.shape[-1]
+    resolutions = [pair for pair in resolutions if pair[0] <= length] or [
+        (min(length, resolutions[0][0]), max(1, min(length, resolutions[0][0]) // 4))]
     for window, hop in resolutions:
         est, ref = stft_magnitude(estimate, window, hop), stft_magnitude(target, window, hop)
         convergence = torch.linalg.norm(ref - est) / torch.linalg.norm(ref).clamp_min(1e-7)

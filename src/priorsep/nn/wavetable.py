@@ -10,8 +10,8 @@ signal r, the family's projection is the latent search of `priorsep.nn.latent_se
 (energy explained, gain clamped to the learnt range), and its evidence the profile
 log-likelihood
 
-    log p_sigma(r) ~ max_z [log N(r; G_k(z), sigma_eff**2) + log p(z)],  sigma_eff**2 = sigma**2
-    + noise_floor**2,
+    log p_sigma(r) ~ max_z [log N(r; G_k(z), sigma_eff**2) + log p(z)],
+    sigma_eff = max(sigma, noise_floor),
 
 noise_floor the RMS error of the decoder on its training solos. This is what staged
 extraction (`priorsep.separation.extract`) needs: each class proposes one source of its own
@@ -51,6 +51,9 @@ SILENT_RMS = 1e-3
 """Training crops quieter than this carry no pitch: they train nothing and set no range."""
 RANGE_MARGIN = 0.02
 """Relative margin added around the learnt f0 and gain ranges."""
+ZOOM_ROUNDS = 6
+"""Nested (f0, theta) grids of the exact toy priors' estimate: the last spans +-0.5 / 4**5
+of a sample."""
 
 
 def toy_shape(name: str, positions: torch.Tensor) -> torch.Tensor:
@@ -148,7 +151,8 @@ class WavetablePriors(SourcePrior):
 
     @property
     def search_settings(self) -> SearchSettings:
-        return SearchSettings(peaks=self.arch.peaks, subharmonics=self.arch.subharmonics)
+        return SearchSettings(peaks=self.arch.peaks, subharmonics=self.arch.subharmonics,
+                              rounds=self.arch.rounds)
 
     def normalised_tables(self) -> torch.Tensor:
         """The tables scaled to RMS 1, (n_sources, bins)."""
@@ -216,22 +220,17 @@ class WavetablePriors(SourcePrior):
             full.append(whole)
         return LatentCandidates(*full)
 
+    def effective_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
+        """sigma_eff = max(sigma, noise_floor): the likelihood's width is never below the
+        decoder's own error on its training solos (and Tweedie's formula holds above it)."""
+        return torch.maximum(sigma, self.noise_floor.to(sigma))
+
     def log_prior(self, f0: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """log p(z): log f0 uniform over the learnt range, gain uniform, phase uniform."""
         low, high, gain_low, gain_high = self.bounds()
         span = (gain_high - gain_low).clamp(1e-3, 1e3)
         log_density = -torch.log(f0) - torch.log(torch.log(high / low)) - torch.log(span)
         return log_density.float()
-
-    def profile_log_likelihood(self, error: torch.Tensor, length: int, sigma: torch.Tensor,
-                               f0: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """log N(r; G(z), sigma_eff**2) + log p(z) from the squared error ||r - G(z)||**2.
-
-        All (batch, n_sources); sigma_eff**2 = sigma**2 + noise_floor**2.
-        """
-        variance = sigma.pow(2) + self.noise_floor.pow(2)
-        return (-error / (2 * variance) - 0.5 * length * torch.log(2 * math.pi * variance)
-                + self.log_prior(f0, gain))
 
     def best_latents(self, candidates: LatentCandidates) -> Latents:
         return Latents(*(value[..., 0] for value in (candidates.f0, candidates.phase,
@@ -243,8 +242,65 @@ class WavetablePriors(SourcePrior):
         latents = self.best_latents(self.search(signals))
         return self.render(latents.f0, latents.phase, latents.gain, signals.shape[-1]), latents
 
+    def estimate(self, signals: torch.Tensor, latents: Latents, sigma: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each class's estimate of its source in row k, and the log-likelihood of the row.
+
+        Learnt tables: the projection G_k(z*) and `log N(x; G_k(z*), sigma_eff**2)` (profile).
+        Exact toy shapes: nested grids of (f0, theta) around z*, the first spanning +-half a
+        sample of time shift, each 4 times narrower around the best point of the last (gain
+        profiled at every point), then the posterior mean over the finest grid and the log of
+        its mean likelihood. The edges of a square or sawtooth sampled at discrete times must
+        fall between the right samples: hundreds of edges in a segment leave a window far
+        narrower than a phase bin of the search.
+
+        Args:
+            signals: (batch, n_sources, time); sigma: (batch, n_sources).
+
+        Returns:
+            (estimates (batch, n_sources, time), log-likelihood (batch, n_sources)).
+        """
+        length = signals.shape[-1]
+        variance = self.effective_sigma(sigma).double().pow(2)  # (B, N)
+        constant = -signals.double().pow(2).sum(-1) / (2 * variance) - 0.5 * length * torch.log(
+            2 * math.pi * variance)
+        if not self.arch.exact:
+            rendered = self.render(latents.f0, latents.phase, latents.gain, length)
+            fit = signals.double().pow(2).sum(-1) - (signals - rendered).double().pow(2).sum(-1)
+            return rendered, constant + fit / (2 * variance)
+        _, _, gain_low, gain_high = self.bounds()
+        f0, phase = latents.f0.double(), latents.phase.double()
+        width = 0.5  # half-width of the grid in samples of time shift
+        for _ in range(ZOOM_ROUNDS):
+            grid, renders, log_likelihoods = [], [], []
+            cycles_per_sample = f0 / self.sample_rate
+            for f0_offset in torch.linspace(-width, width, 5).tolist():
+                for phase_offset in torch.linspace(-width, width, 9).tolist():
+                    trial_f0 = f0 * (1 + f0_offset / length)  # moves the end by f0_offset
+                    trial_phase = phase + phase_offset * cycles_per_sample
+                    unit = self.render(trial_f0, trial_phase, torch.ones_like(latents.gain),
+                                       length).double()
+                    inner = (signals.double() * unit).sum(-1)
+                    energy = unit.pow(2).sum(-1).clamp_min(1e-9)
+                    gain = torch.minimum(torch.maximum(inner / energy, gain_low.double()),
+                                         gain_high.double())
+                    grid.append((trial_f0, trial_phase))
+                    renders.append(gain[..., None] * unit)
+                    log_likelihoods.append((2 * gain * inner - gain.pow(2) * energy)
+                                           / (2 * variance))
+            log_likelihoods = torch.stack(log_likelihoods)  # (G, B, N)
+            best = log_likelihoods.argmax(0, keepdim=True)
+            f0 = torch.gather(torch.stack([point[0] for point in grid]), 0, best)[0]
+            phase = torch.gather(torch.stack([point[1] for point in grid]), 0, best)[0]
+            width = width / 4
+        weights = torch.softmax(log_likelihoods, dim=0)  # the last, finest grid
+        mean = (weights[..., None] * torch.stack(renders)).sum(0)
+        grid_mean = torch.logsumexp(log_likelihoods, 0) - math.log(len(renders))
+        return mean.to(signals.dtype), constant + grid_mean
+
     # --- the source-prior interface -------------------------------------------------------
 
+    @torch.no_grad()
     def propose(self, residual: torch.Tensor, sigma: float, weights: torch.Tensor,
                 classes: list[int] | None = None) -> Proposal:
         """Every class's source from one residual that holds `weights[k] * s_k` plus the rest;
@@ -252,37 +308,42 @@ class WavetablePriors(SourcePrior):
         noise of level sigma) and log p(z)."""
         weights = weights.to(residual)  # positive: the residual holds a_k s_k
         best = self.best_latents(self.search(residual, weights, classes=classes))
-        gain = best.gain / weights
-        sources = self.render(best.f0, best.phase, gain, residual.shape[-1])
-        error = (residual[:, None] / weights[:, None] - sources).double().pow(2).sum(-1)
-        evidence = self.profile_log_likelihood(error.float(), residual.shape[-1],
-                                               expand_sigma(sigma, sources), best.f0, gain)
-        return Proposal(sources, evidence)
+        best = Latents(best.f0, best.phase, best.gain / weights, best.fit)
+        seen = residual[:, None] / weights[:, None]  # (B, N, T): what class k sees
+        sources, log_likelihood = self.estimate(seen, best, expand_sigma(sigma, seen))
+        evidence = log_likelihood + self.log_prior(best.f0, best.gain)
+        return Proposal(sources, evidence.float())
 
     def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
-        """The profile log-likelihood (max over the latent, see the module docstring) of each
-        source under its own prior, (batch, n_sources): a stated stand-in for log p_sigma."""
-        projected, latents = self.project(sources.detach())
-        error = (sources.detach() - projected).double().pow(2).sum(-1).float()
-        return self.profile_log_likelihood(error, sources.shape[-1], expand_sigma(sigma, sources),
-                                           latents.f0, latents.gain)
+        """log N(x; G(z*), sigma_eff**2) + log p(z*) of each source under its own prior,
+        (batch, n_sources): the profile log-likelihood (the exact toy priors: a local
+        quadrature around z*), a stated stand-in for log p_sigma (see `estimate`).
 
+        Differentiable in `sources`: its gradient is the envelope theorem's,
+        (D(x) - x) / sigma_eff**2 (the latent search itself is not differentiated)."""
+        log_prob, score = self.log_prob_and_score(sources, sigma)
+        return log_prob + (score * (sources - sources.detach())).sum(-1)
+
+    @torch.no_grad()
     def log_prob_and_score(self, sources: torch.Tensor,
                            sigma) -> tuple[torch.Tensor | None, torch.Tensor]:
-        projected, latents = self.project(sources.detach())
-        error = (sources - projected).double().pow(2).sum(-1).float()
+        """(log_prob, Tweedie's score (D(x) - x) / sigma_eff**2 with D the `estimate`)."""
+        sources = sources.detach()
         sigma = expand_sigma(sigma, sources)
-        variance = sigma.pow(2) + self.noise_floor.pow(2)
-        log_prob = self.profile_log_likelihood(error, sources.shape[-1], sigma, latents.f0,
-                                               latents.gain)
-        return log_prob, (projected - sources) / variance[..., None]
+        latents = self.best_latents(self.search(sources))
+        estimate, log_likelihood = self.estimate(sources, latents, sigma)
+        variance = self.effective_sigma(sigma).pow(2)
+        log_prob = (log_likelihood + self.log_prior(latents.f0, latents.gain)).float()
+        return log_prob, (estimate - sources) / variance[..., None]
 
     def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
         return self.log_prob_and_score(sources, sigma)[1]
 
+    @torch.no_grad()
     def denoise(self, noisy: torch.Tensor, sigma) -> torch.Tensor:
-        """The projection G_k(z*(x)) (the generator's posterior mode)."""
-        return self.project(noisy)[0]
+        """The projection G_k(z*(x)) (the posterior mean near z* for the exact toy priors)."""
+        latents = self.best_latents(self.search(noisy))
+        return self.estimate(noisy, latents, expand_sigma(sigma, noisy))[0]
 
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
                generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
