@@ -643,6 +643,9 @@ class ExtractConfig:
     """Noise level at which a class sees the residual (the other sources as noise)."""
     beam: int = 2
     """Partial assignments kept at every stage (1: greedy)."""
+    order: str = "evidence"
+    """"evidence": every stage's class is chosen by evidence; "fixed": the sources' own order
+    (a baseline, to measure what ordering by evidence is worth)."""
     sweeps: int = 2
     sweep_sigma: float = 0.1
     refine: str = "none"
@@ -653,6 +656,8 @@ class ExtractConfig:
         check_counts(self, 1, "beam")
         check_counts(self, 0, "sweeps")
         check_finite(self, 0.0, math.inf, "sigma", "sweep_sigma", low_open=True)
+        if self.order not in ("evidence", "fixed"):
+            raise FieldError("order", f"must be evidence or fixed, got {self.order!r}")
         if self.refine not in REFINEMENTS:
             raise FieldError("refine", f"must be one of {', '.join(REFINEMENTS)}, "
                                        f"got {self.refine!r}")

@@ -81,6 +81,8 @@ def assign_by_evidence(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
         proposed = mix.new_zeros(batch * beam, n_sources, time)
         proposed[alive] = proposal.sources.to(mix)
         evidence = evidence.view(batch, beam, n_sources).masked_fill(assigned, -torch.inf)
+        if config.order == "fixed":  # only the next source in the model's order may go
+            evidence[..., [k for k in range(n_sources) if k != stage]] = -torch.inf
         children = (total[..., None] + evidence).flatten(1)  # (B, beam * N)
         kept, index = children.topk(beam, dim=-1)
         parent, chosen = index // n_sources, index % n_sources  # (B, beam)
