@@ -17,7 +17,8 @@ from priorsep.errors import PriorsepError, TrainingInterrupted
 
 app = typer.Typer(
     name="priorsep",
-    help="Unsupervised source separation with per-source priors (generators, flows, WaveNets or score models).",
+    help="Unsupervised source separation with per-source priors (generators, flows, WaveNets "
+         "or score models).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -206,7 +207,8 @@ def root(
         "--list-models", callback=_list_models, is_eager=True,
         help="List the bundled and cached models (as `priorsep models`) and exit.")] = False,
 ) -> None:
-    """Unsupervised source separation with per-source priors (generators, flows, WaveNets or score models)."""
+    """Unsupervised source separation with per-source priors (generators, flows, WaveNets or
+    score models)."""
 
 
 def main() -> None:

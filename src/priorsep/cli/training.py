@@ -193,7 +193,8 @@ def train(
     set_fields: Annotated[list[str] | None, typer.Option(
         "--set", metavar="FIELD=VALUE",
         help="Set any architecture field of the family's config (FlowConfig, ScoreConfig, "
-             "WaveNetConfig or WavetableConfig; see docs/cli.md), e.g. --set time_channels=64. Repeatable.")] = None,
+             "WaveNetConfig or WavetableConfig; see docs/cli.md), e.g. --set "
+             "time_channels=64. Repeatable.")] = None,
     n_blocks: Annotated[int | None, typer.Option(
         help="Flow blocks (one squeeze each; default 2), or WaveNet blocks of dilated layers "
              "(default 3).", show_default=False)] = None,
