@@ -426,3 +426,28 @@ def test_combined_config_keeps_what_the_parts_share():
     mean = ModelConfig(sources=("d",), architecture=TINY_FLOW)
     with pytest.raises(ValueError, match="different mixing"):
         combine_configs([gains, mean], [SourceRef("a", 0, "a"), SourceRef("d", 1, "d")])
+
+
+def test_generator_priors_round_trip_through_export_and_the_hub(hub, tmp_path):
+    from priorsep.api import Separator
+    from priorsep.config import ExtractConfig, WavetableConfig
+    from priorsep.data.toy import ToyDataset
+    from priorsep.export import export_model
+    from priorsep.metrics import si_sdr
+    from priorsep.nn.registry import build_priors
+    from priorsep.storage import SeparationSettings, write_separation
+
+    torch.set_num_threads(1)
+    priors = build_priors(ModelConfig(architecture=WavetableConfig(exact=True)))
+    save_model(priors, tmp_path / "model")
+    write_separation(tmp_path / "model", SeparationSettings(method="extract",
+                                                           extract=ExtractConfig(sweeps=1)))
+    exported = export_model(str(tmp_path / "model"), tmp_path / "export", repo_id="owner/wt")
+    hub.publish_folder("owner/wt", exported)
+    separator = Separator.from_pretrained("owner/wt")
+    assert separator.method == "extract" and separator.extract.sweeps == 1
+    loaded = separator.priors
+    assert loaded.config == priors.config and torch.equal(loaded.gain_range, priors.gain_range)
+    truth = ToyDataset("test", n_examples=2).batch(range(2))[..., :4096]
+    estimates = separator.separate_tensor(truth.mean(1))
+    assert si_sdr(estimates, truth).mean() > 20
