@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 TAGS = ("audio", "source-separation", "priorsep")
 FAMILY_TAGS = {"flowavenet": ("normalizing-flow", "flowavenet"),
                "score": ("score-based", "diffusion"),
-               "wavenet": ("autoregressive", "wavenet")}
+               "wavenet": ("autoregressive", "wavenet"),
+               "wavetable": ("wavetable", "generator")}
 REFERENCES = (
     "FloWaveNet: Kim et al. 2019, *FloWaveNet: A Generative Flow for Raw Audio*, arXiv:1811.02155",
     "BASIS: Jayaram & Thickstun 2020, *Source Separation with Deep Generative Priors*, "
@@ -36,6 +37,7 @@ REFERENCES = (
     "Generation and Separation*, arXiv:2302.02257",
     "WaveNet: van den Oord et al. 2016, *WaveNet: A Generative Model for Raw Audio*, "
     "arXiv:1609.03499",
+    "Wavetables: Shan et al. 2022, *Differentiable Wavetable Synthesis*, arXiv:2111.10003",
 )
 
 
@@ -73,7 +75,8 @@ def _usage(repo_id: str | None, n_sources: int) -> list[str]:
 def family_name(config: ModelConfig) -> str:
     """How a card names the priors' family."""
     return {"flowavenet": "FloWaveNet", "score": "Score-based",
-            "wavenet": "Autoregressive WaveNet", "gaussian": "Analytic Gaussian"}.get(
+            "wavenet": "Autoregressive WaveNet", "gaussian": "Analytic Gaussian",
+            "wavetable": "Wavetable generator"}.get(
         config.family, config.family)
 
 
@@ -168,7 +171,9 @@ def model_card(config: ModelConfig, info: dict[str, Any], *, title: str = "prior
         f"{family_name(config)} source priors for **{', '.join(config.sources)}** at "
         f"{config.sample_rate} Hz, for unsupervised source separation with `priorsep`. Each "
         "source has its own prior, learned from solo recordings of that source only; a mix "
-        "is separated by sampling the sources from the posterior under the mix.", "",
+        + ("is separated by extracting its sources one at a time, the best-explaining class "
+           "first (`--method extract`)." if config.family == "wavetable" else
+           "is separated by sampling the sources from the posterior under the mix."), "",
         *_usage(repo_id, len(config.sources)), "",
         "## Model", "",
         *_model_table(config, info, priors),
