@@ -290,6 +290,11 @@ class WavetableConfig:
     rounds: int = 6
     """Nested f0 grids of the search, each 4 times finer (6: f0 to about 0.002 Hz over a
     4096-sample segment, so the edges of a low square wave land on the right samples)."""
+    pitch: str = "peaks"
+    """The training encoder's f0 of a solo crop: "peaks" (its spectral peaks, searched with the
+    class's table: right when the fundamental is the strongest partial, as in the toy data) or
+    "yin" (YIN, snapped to a spectral peak within 3 %: for instruments whose fundamental can
+    be weaker than a harmonic)."""
     spectral_weight: float = 0.1
     """Weight of the multi-resolution STFT term beside the waveform term of the training loss."""
     exact: bool = False
@@ -297,6 +302,8 @@ class WavetableConfig:
     def __post_init__(self) -> None:
         check_counts(self, 8, "bins", "segment_length")
         check_counts(self, 1, "peaks", "subharmonics", "rounds")
+        if self.pitch not in ("peaks", "yin"):
+            raise FieldError("pitch", f"must be peaks or yin, got {self.pitch!r}")
         check_finite(self, 0.0, math.inf, "f0_min", low_open=True)
         check_finite(self, self.f0_min, math.inf, "f0_max")
         check_finite(self, 0.0, math.inf, "spectral_weight")

@@ -99,14 +99,16 @@ def phase_gain_fit(residual: torch.Tensor, f0: torch.Tensor, tables: torch.Tenso
 
 def search_latents(residual: torch.Tensor, tables: torch.Tensor, f0_low: torch.Tensor,
                    f0_high: torch.Tensor, gain_low: torch.Tensor, gain_high: torch.Tensor,
-                   sample_rate: int, settings: SearchSettings = SearchSettings()
-                   ) -> LatentCandidates:
+                   sample_rate: int, settings: SearchSettings = SearchSettings(),
+                   trials: torch.Tensor | None = None) -> LatentCandidates:
     """The latents of one source of every class in `residual`, candidates best first.
 
     Args:
         residual: (batch, n_classes, time), row k searched with class k's table, or
             (batch, time), searched with every table.
         tables: (n_classes, bins); f0_low, f0_high, gain_low, gain_high: (n_classes,).
+        trials: (batch, n_classes, n) f0s to start from instead of the spectral peaks (a
+            pitch tracker's, for solos).
 
     Returns:
         `LatentCandidates`, each (batch, n_classes, settings.candidates).
@@ -114,9 +116,12 @@ def search_latents(residual: torch.Tensor, tables: torch.Tensor, f0_low: torch.T
     residual = residual.float()
     length = residual.shape[-1]
     n_classes = tables.shape[0]
-    peaks = spectral_peaks(residual, settings.peaks, sample_rate, float(f0_low.min()) * 0.9,
-                           min(float(f0_high.max()) * 1.1, sample_rate / 2))
-    f0 = torch.cat([peaks / divisor for divisor in range(1, settings.subharmonics + 1)], -1)
+    if trials is None:
+        peaks = spectral_peaks(residual, settings.peaks, sample_rate, float(f0_low.min()) * 0.9,
+                               min(float(f0_high.max()) * 1.1, sample_rate / 2))
+        f0 = torch.cat([peaks / divisor for divisor in range(1, settings.subharmonics + 1)], -1)
+    else:
+        f0 = trials.double()
     expanded = residual if residual.dim() == 3 else residual[:, None].expand(-1, n_classes, -1)
     spacing = sample_rate / (settings.oversample * length)
     offsets = torch.linspace(-1.0, 1.0, settings.refine_points, dtype=torch.float64,

@@ -184,3 +184,56 @@ def _pad_false(mask: torch.Tensor) -> torch.Tensor:
     """(..., n - 2) -> (..., n): False added at both ends."""
     false = torch.zeros(*mask.shape[:-1], 1, dtype=torch.bool, device=mask.device)
     return torch.cat([false, mask, false], dim=-1)
+
+
+def yin(signal: torch.Tensor, sample_rate: int, f0_min: float, f0_max: float,
+        threshold: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fundamental of a (monophonic) signal by YIN.
+
+    Over the first half of the signal (W samples), the difference function
+    `d(tau) = sum_t (x[t] - x[t + tau])**2` (from an FFT cross-correlation and running energies)
+    is normalised by its cumulative mean, `d'(tau) = d(tau) tau / sum_{j <= tau} d(j)`; the
+    period is the first local minimum of d' below `threshold` between rate / f0_max and
+    rate / f0_min (else the global minimum), refined by a parabola. Unlike the strongest
+    spectral peak, it does not jump to a harmonic when the fundamental is weak.
+
+    Reference: de Cheveigné & Kawahara 2002, "YIN, a fundamental frequency estimator for
+    speech and music", JASA 111(4).
+
+    Args:
+        signal: (..., time); the longest period (rate / f0_min) must be below time / 2.
+
+    Returns:
+        (f0 in Hz, d' at the period: 0 for a periodic signal, about 1 for noise), each (...,).
+    """
+    length = signal.shape[-1]
+    window = length // 2
+    tau_min = max(2, int(sample_rate / f0_max))
+    tau_max = min(window - 1, int(math.ceil(sample_rate / f0_min)))
+    x = signal.double().reshape(-1, length)
+    size = 1 << (2 * length - 1).bit_length()
+    spectrum = torch.fft.rfft(x, n=size)
+    head = torch.fft.rfft(x[:, :window], n=size)
+    cross = torch.fft.irfft(head.conj() * spectrum, n=size)[:, :window]  # sum_t x_t x_{t+tau}
+    squares = torch.cat([x.new_zeros(x.shape[0], 1), torch.cumsum(x.pow(2), -1)], -1)
+    taus = torch.arange(window, device=x.device)
+    shifted = squares[:, taus + window] - squares[:, taus]  # sum_{t<W} x_{t+tau}**2
+    difference = squares[:, window:window + 1] + shifted - 2 * cross  # (R, W)
+    difference[:, 0] = 0.0
+    cumulative = torch.cumsum(difference[:, 1:], -1) / taus[1:]
+    normalised = torch.ones_like(difference)
+    normalised[:, 1:] = difference[:, 1:] / cumulative.clamp_min(1e-12)
+    part = normalised[:, tau_min:tau_max + 1]
+    local = torch.zeros_like(part, dtype=torch.bool)
+    local[:, 1:-1] = (part[:, 1:-1] <= part[:, :-2]) & (part[:, 1:-1] <= part[:, 2:])
+    below = local & (part < threshold)
+    first = torch.where(below.any(-1), below.float().argmax(-1), part.argmin(-1))
+    index = (first + tau_min).clamp(1, window - 2)
+    rows = torch.arange(x.shape[0], device=x.device)
+    left, middle, right = (normalised[rows, index + offset] for offset in (-1, 0, 1))
+    curvature = left - 2 * middle + right
+    shift = torch.where(curvature > 0, 0.5 * (left - right) / curvature.clamp_min(1e-12),
+                        torch.zeros_like(curvature)).clamp(-0.5, 0.5)
+    f0 = sample_rate / (index + shift)
+    shape = signal.shape[:-1]
+    return f0.reshape(shape), middle.reshape(shape)

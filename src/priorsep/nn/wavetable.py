@@ -44,7 +44,13 @@ from priorsep.config import ModelConfig, TrainConfig, WavetableConfig
 from priorsep.data import toy
 from priorsep.nn.interface import Proposal, SourcePrior, expand_sigma
 from priorsep.nn.latent_search import LatentCandidates, SearchSettings, search_latents
-from priorsep.nn.oscillators import fold_by_phase, phase_positions, render_table
+from priorsep.nn.oscillators import (
+    fold_by_phase,
+    phase_positions,
+    render_table,
+    spectral_peaks,
+    yin,
+)
 from priorsep.nn.spectral_loss import multi_resolution_stft_loss
 
 SILENT_RMS = 1e-3
@@ -205,10 +211,13 @@ class WavetablePriors(SourcePrior):
             gain_low, gain_high = gain_low * weights, gain_high * weights
         tables = self.normalised_tables().detach()
         index = list(range(len(self.sources))) if classes is None else classes
+        trials = None
+        if not learnt and residual.dim() == 3 and self.arch.pitch == "yin":  # solos
+            trials = self.track_pitch(residual)[..., None]
         with torch.no_grad():
             found = search_latents(residual, tables[index], f0_low[index], f0_high[index],
                                    gain_low[index], gain_high[index], self.sample_rate,
-                                   self.search_settings)
+                                   self.search_settings, trials)
         if classes is None:
             return found
         full = []
@@ -224,6 +233,18 @@ class WavetablePriors(SourcePrior):
         """sigma_eff = max(sigma, noise_floor): the likelihood's width is never below the
         decoder's own error on its training solos (and Tweedie's formula holds above it)."""
         return torch.maximum(sigma, self.noise_floor.to(sigma))
+
+    def track_pitch(self, solos: torch.Tensor) -> torch.Tensor:
+        """The training encoder's f0 of solo crops, (batch, n_sources): YIN's (it does not jump
+        to a harmonic), replaced by the strongest spectral peak within 3 % of it when there is
+        one (the peak is far more precise for high notes, a period of a few samples)."""
+        low = max(self.arch.f0_min, 2.2 * self.sample_rate / solos.shape[-1])  # 2 periods
+        tracked = yin(solos, self.sample_rate, low, self.arch.f0_max)[0]
+        peaks = spectral_peaks(solos, self.arch.peaks, self.sample_rate, low, self.arch.f0_max)
+        near = (peaks / tracked[..., None] - 1).abs() < 0.03  # peaks: strongest first
+        first = near.float().argmax(-1, keepdim=True)
+        peak = torch.gather(peaks, -1, first)[..., 0]
+        return torch.where(near.any(-1), peak, tracked)
 
     def log_prior(self, f0: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """log p(z): log f0 uniform over the learnt range, gain uniform, phase uniform."""
