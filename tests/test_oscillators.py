@@ -14,6 +14,7 @@ from priorsep.nn.oscillators import (
     render_table,
     resample_table,
     spectral_peaks,
+    yin,
 )
 
 RATE = 16000
@@ -60,3 +61,14 @@ def test_spectral_peaks_and_fundamental_of_a_sine():
 def test_resample_table_keeps_a_band_limited_table():
     table = sine_table(64) + 0.5 * torch.cos(3 * 2 * math.pi * torch.arange(64) / 64)
     torch.testing.assert_close(resample_table(resample_table(table, 256), 64), table)
+
+
+def test_yin_finds_a_weak_fundamental_that_the_strongest_peak_misses():
+    time = torch.arange(4096, dtype=torch.float64) / RATE
+    tone = 0.1 * torch.sin(2 * math.pi * 110.0 * time) + sum(
+        torch.sin(2 * math.pi * h * 110.0 * time) / h for h in range(2, 10))
+    noise = torch.randn(4096, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    f0, aperiodicity = yin(torch.stack([tone, noise]), RATE, 50.0, 2000.0)
+    assert abs(float(f0[0]) - 110.0) < 0.5 and float(aperiodicity[0]) < 0.05
+    assert float(aperiodicity[1]) > 0.5  # noise has no period
+    assert abs(float(spectral_peaks(tone, 1, RATE)[0]) - 220.0) < 1.0  # the peak: a harmonic
