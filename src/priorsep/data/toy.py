@@ -45,12 +45,22 @@ def render(params: ToyParams, length: int, sample_rate: int) -> torch.Tensor:
     time = torch.arange(length, dtype=torch.float64) / sample_rate
     cycles = params.frequency[..., None] * time + params.phase[..., None] / (2 * math.pi)
     frac = cycles - torch.floor(cycles)  # (..., 4, length) in [0, 1)
-    sine = torch.sin(2 * math.pi * frac[..., 0, :])
-    sawtooth = 2 * frac[..., 1, :] - 1
-    square = torch.where(frac[..., 2, :] < 0.5, 1.0, -1.0).to(torch.float64)
-    triangle = 1 - 4 * torch.abs(frac[..., 3, :] - 0.5)
-    waves = torch.stack([sine, sawtooth, square, triangle], dim=-2)
+    waves = torch.stack([shape(name, frac[..., k, :]) for k, name in enumerate(SOURCES)],
+                        dim=-2)
     return (waves * params.amplitude[..., None]).to(torch.float32)
+
+
+def shape(name: str, positions: torch.Tensor) -> torch.Tensor:
+    """One period of a toy waveform at phase positions in [0, 1), amplitude 1 (same dtype)."""
+    if name == "sine":
+        return torch.sin(2 * math.pi * positions)
+    if name == "sawtooth":
+        return 2 * positions - 1
+    if name == "square":
+        return torch.where(positions < 0.5, 1.0, -1.0).to(positions.dtype)
+    if name == "triangle":
+        return 1 - 4 * torch.abs(positions - 0.5)
+    raise ValueError(f"the toy generator has no source {name!r}")
 
 
 FREQUENCY_RANGE = (27.5, 4186.0)

@@ -18,6 +18,8 @@ fit, best first, so a beam or a diagnostic can read them.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -147,3 +149,55 @@ def search_latents(residual: torch.Tensor, tables: torch.Tensor, f0_low: torch.T
     phase, gain, fit = phase_gain_fit(expanded, f0, tables, gain_low, gain_high, sample_rate)
     order = fit.argsort(dim=-1, descending=True)
     return LatentCandidates(*(torch.gather(value, -1, order) for value in (f0, phase, gain, fit)))
+
+
+def posterior_mean_by_zoom(signals: torch.Tensor,
+                           render: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           f0: torch.Tensor, phase: torch.Tensor, gain_low: torch.Tensor,
+                           gain_high: torch.Tensor, variance: torch.Tensor, sample_rate: int,
+                           rounds: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior mean of a source near a found latent, by nested (f0, theta) grids.
+
+    Around (f0, theta), a 5 x 9 grid spanning +-half a sample of time shift (f0 moves the end
+    of the segment by that much, theta the start), the gain profiled at every point (clamped
+    to its range); `rounds` times, each grid 4 times narrower around the best point of the
+    last; then the likelihood-weighted mean of the renderings of the finest grid, and the log
+    of its mean likelihood. The edges of a square or sawtooth sampled at discrete times must
+    fall between the right samples: hundreds of edges in a segment leave a window far narrower
+    than a phase bin of the search.
+
+    Args:
+        signals: (batch, n, time); render(f0, phase) -> (batch, n, time) at gain 1;
+        f0, phase: (batch, n); gain_low, gain_high: (n,); variance: (batch, n) of the noise.
+
+    Returns:
+        (mean (batch, n, time) float64, log mean likelihood of the finest grid (batch, n)).
+    """
+    length = signals.shape[-1]
+    signals = signals.double()
+    f0, phase = f0.double(), phase.double()
+    width = 0.5  # half-width of the grid, in samples of time shift
+    for _ in range(rounds):
+        points, renders, log_likelihoods = [], [], []
+        cycles_per_sample = f0 / sample_rate
+        for f0_offset in torch.linspace(-width, width, 5).tolist():
+            for phase_offset in torch.linspace(-width, width, 9).tolist():
+                trial_f0 = f0 * (1 + f0_offset / length)  # moves the end by f0_offset
+                trial_phase = phase + phase_offset * cycles_per_sample
+                unit = render(trial_f0, trial_phase).double()
+                inner = (signals * unit).sum(-1)
+                energy = unit.pow(2).sum(-1).clamp_min(1e-9)
+                gain = torch.minimum(torch.maximum(inner / energy, gain_low.double()),
+                                     gain_high.double())
+                points.append((trial_f0, trial_phase))
+                renders.append(gain[..., None] * unit)
+                log_likelihoods.append((2 * gain * inner - gain.pow(2) * energy)
+                                       / (2 * variance))
+        log_likelihoods = torch.stack(log_likelihoods)  # (G, B, N)
+        best = log_likelihoods.argmax(0, keepdim=True)
+        f0 = torch.gather(torch.stack([point[0] for point in points]), 0, best)[0]
+        phase = torch.gather(torch.stack([point[1] for point in points]), 0, best)[0]
+        width = width / 4
+    weights = torch.softmax(log_likelihoods, dim=0)  # the last, finest grid
+    mean = (weights[..., None] * torch.stack(renders)).sum(0)
+    return mean, torch.logsumexp(log_likelihoods, 0) - math.log(len(renders))

@@ -237,3 +237,28 @@ def yin(signal: torch.Tensor, sample_rate: int, f0_min: float, f0_max: float,
     f0 = sample_rate / (index + shift)
     shape = signal.shape[:-1]
     return f0.reshape(shape), middle.reshape(shape)
+
+
+def fill_circular(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Fill the unknown bins of periodic tables by linear interpolation between the nearest
+    known bins on either side (all zeros where none is known).
+
+    Args:
+        values, known: (..., bins).
+    """
+    bins = values.shape[-1]
+    position = torch.arange(bins, device=values.device).expand_as(values)
+    tripled = torch.cat([position - bins, position, position + bins], dim=-1)
+    marked = torch.cat([known] * 3, dim=-1)
+    before = torch.where(marked, tripled, torch.full_like(tripled, -10 * bins))
+    before = torch.cummax(before, dim=-1).values[..., bins:2 * bins]
+    after = torch.where(marked, tripled, torch.full_like(tripled, 10 * bins))
+    after = torch.flip(torch.cummin(torch.flip(after, [-1]), dim=-1).values,
+                       [-1])[..., bins:2 * bins]
+    low = torch.gather(values, -1, before % bins)
+    high = torch.gather(values, -1, after % bins)
+    span = (after - before).clamp_min(1)
+    weight = (position - before) / span
+    filled = low + weight * (high - low)
+    return torch.where(known, values, torch.where(known.any(-1, keepdim=True), filled,
+                                                  torch.zeros_like(values)))

@@ -43,8 +43,14 @@ from torch import nn
 from priorsep.config import ModelConfig, TrainConfig, WavetableConfig
 from priorsep.data import toy
 from priorsep.nn.interface import Proposal, SourcePrior, expand_sigma
-from priorsep.nn.latent_search import LatentCandidates, SearchSettings, search_latents
+from priorsep.nn.latent_search import (
+    LatentCandidates,
+    SearchSettings,
+    posterior_mean_by_zoom,
+    search_latents,
+)
 from priorsep.nn.oscillators import (
+    fill_circular,
     fold_by_phase,
     phase_positions,
     render_table,
@@ -60,44 +66,6 @@ RANGE_MARGIN = 0.02
 ZOOM_ROUNDS = 6
 """Nested (f0, theta) grids of the exact toy priors' estimate: the last spans +-0.5 / 4**5
 of a sample."""
-
-
-def toy_shape(name: str, positions: torch.Tensor) -> torch.Tensor:
-    """One of the toy generator's waveforms at phase positions in [0, 1), amplitude 1."""
-    if name == "sine":
-        return torch.sin(2 * math.pi * positions)
-    if name == "sawtooth":
-        return 2 * positions - 1
-    if name == "square":
-        return torch.where(positions < 0.5, 1.0, -1.0).to(positions.dtype)
-    if name == "triangle":
-        return 1 - 4 * torch.abs(positions - 0.5)
-    raise ValueError(f"the toy generator has no source {name!r}")
-
-
-def fill_circular(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Fill the unknown bins of periodic tables by linear interpolation between the nearest
-    known bins on either side (all zeros where none is known).
-
-    Args:
-        values, known: (..., bins).
-    """
-    bins = values.shape[-1]
-    position = torch.arange(bins, device=values.device).expand_as(values)
-    tripled = torch.cat([position - bins, position, position + bins], dim=-1)
-    marked = torch.cat([known] * 3, dim=-1)
-    before = torch.where(marked, tripled, torch.full_like(tripled, -10 * bins))
-    before = torch.cummax(before, dim=-1).values[..., bins:2 * bins]
-    after = torch.where(marked, tripled, torch.full_like(tripled, 10 * bins))
-    after = torch.flip(torch.cummin(torch.flip(after, [-1]), dim=-1).values,
-                       [-1])[..., bins:2 * bins]
-    low = torch.gather(values, -1, before % bins)
-    high = torch.gather(values, -1, after % bins)
-    span = (after - before).clamp_min(1)
-    weight = (position - before) / span
-    filled = low + weight * (high - low)
-    return torch.where(known, values, torch.where(known.any(-1, keepdim=True), filled,
-                                                  torch.zeros_like(values)))
 
 
 @dataclass(frozen=True)
@@ -132,7 +100,7 @@ class WavetablePriors(SourcePrior):
             if missing:
                 raise ValueError(f"exact wavetables exist for the toy sources only, not "
                                  f"{', '.join(sorted(missing))}")
-            shapes = torch.stack([toy_shape(name, positions) for name in config.sources])
+            shapes = torch.stack([toy.shape(name, positions) for name in config.sources])
             self.register_buffer("tables", shapes.float())
         else:
             self.tables = nn.Parameter(torch.cos(2 * math.pi * positions).float().repeat(n, 1))
@@ -186,7 +154,7 @@ class WavetablePriors(SourcePrior):
         """G_k(z) for every class: (batch, n_sources) latents -> (batch, n_sources, length)."""
         positions = phase_positions(f0, phase, length, self.sample_rate)
         if self.arch.exact:
-            shapes = torch.stack([toy_shape(name, positions[:, k])
+            shapes = torch.stack([toy.shape(name, positions[:, k])
                                   for k, name in enumerate(self.sources)], dim=1).float()
             scale = self.tables.float().pow(2).mean(-1).sqrt()[:, None]  # RMS of each shape
             return gain[..., None].float() * shapes / scale
@@ -268,12 +236,9 @@ class WavetablePriors(SourcePrior):
         """Each class's estimate of its source in row k, and the log-likelihood of the row.
 
         Learnt tables: the projection G_k(z*) and `log N(x; G_k(z*), sigma_eff**2)` (profile).
-        Exact toy shapes: nested grids of (f0, theta) around z*, the first spanning +-half a
-        sample of time shift, each 4 times narrower around the best point of the last (gain
-        profiled at every point), then the posterior mean over the finest grid and the log of
-        its mean likelihood. The edges of a square or sawtooth sampled at discrete times must
-        fall between the right samples: hundreds of edges in a segment leave a window far
-        narrower than a phase bin of the search.
+        Exact toy shapes: the posterior mean over nested (f0, theta) grids around z*
+        (`latent_search.posterior_mean_by_zoom`), and the log of the finest grid's mean
+        likelihood.
 
         Args:
             signals: (batch, n_sources, time); sigma: (batch, n_sources).
@@ -290,33 +255,11 @@ class WavetablePriors(SourcePrior):
             fit = signals.double().pow(2).sum(-1) - (signals - rendered).double().pow(2).sum(-1)
             return rendered, constant + fit / (2 * variance)
         _, _, gain_low, gain_high = self.bounds()
-        f0, phase = latents.f0.double(), latents.phase.double()
-        width = 0.5  # half-width of the grid in samples of time shift
-        for _ in range(ZOOM_ROUNDS):
-            grid, renders, log_likelihoods = [], [], []
-            cycles_per_sample = f0 / self.sample_rate
-            for f0_offset in torch.linspace(-width, width, 5).tolist():
-                for phase_offset in torch.linspace(-width, width, 9).tolist():
-                    trial_f0 = f0 * (1 + f0_offset / length)  # moves the end by f0_offset
-                    trial_phase = phase + phase_offset * cycles_per_sample
-                    unit = self.render(trial_f0, trial_phase, torch.ones_like(latents.gain),
-                                       length).double()
-                    inner = (signals.double() * unit).sum(-1)
-                    energy = unit.pow(2).sum(-1).clamp_min(1e-9)
-                    gain = torch.minimum(torch.maximum(inner / energy, gain_low.double()),
-                                         gain_high.double())
-                    grid.append((trial_f0, trial_phase))
-                    renders.append(gain[..., None] * unit)
-                    log_likelihoods.append((2 * gain * inner - gain.pow(2) * energy)
-                                           / (2 * variance))
-            log_likelihoods = torch.stack(log_likelihoods)  # (G, B, N)
-            best = log_likelihoods.argmax(0, keepdim=True)
-            f0 = torch.gather(torch.stack([point[0] for point in grid]), 0, best)[0]
-            phase = torch.gather(torch.stack([point[1] for point in grid]), 0, best)[0]
-            width = width / 4
-        weights = torch.softmax(log_likelihoods, dim=0)  # the last, finest grid
-        mean = (weights[..., None] * torch.stack(renders)).sum(0)
-        grid_mean = torch.logsumexp(log_likelihoods, 0) - math.log(len(renders))
+        mean, grid_mean = posterior_mean_by_zoom(
+            signals, lambda f0, phase: self.render(f0, phase, torch.ones_like(latents.gain),
+                                                   length),
+            latents.f0, latents.phase, gain_low, gain_high, variance, self.sample_rate,
+            ZOOM_ROUNDS)
         return mean.to(signals.dtype), constant + grid_mean
 
     # --- the source-prior interface -------------------------------------------------------
