@@ -120,6 +120,20 @@ def test_no_import_cycles() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def test_the_cli_app_imports_no_command() -> None:
+    """`cli.app` holds the Typer app and the shared options; the commands import it."""
+    graph = import_graph()
+    assert not {m for m in graph["priorsep.cli.app"] if m.startswith("priorsep.cli")}
+
+
+def test_model_folder_modules_stay_below_what_uses_them() -> None:
+    """Saving a model (and its card) never reaches up into the resolver or the Hub."""
+    graph = import_graph()
+    for module in ("priorsep.storage", "priorsep.cards", "priorsep.layout"):
+        assert not graph[module] & {"priorsep.hub", "priorsep.hub_client", "priorsep.api"}
+    assert not graph["priorsep.layout"]
+
+
 @pytest.mark.parametrize("module, path", sorted(_modules().items()))
 def test_module_has_at_most_420_lines(module: str, path: Path) -> None:
     if module in LINE_LIMIT_EXEMPT:
