@@ -39,7 +39,7 @@ from priorsep.resolver import HUB_ID, ResolvedModel, Resolver, bundled_names_in
 from priorsep.storage import (
     CONFIG_NAME,
     POSTERIOR_NAME,
-    load_model,
+    build_model,
     read_config,
 )
 
@@ -96,8 +96,8 @@ def load_resolved(resolved: ResolvedModel,
     """Load the priors of a resolved model (eval mode, on `device`)."""
     try:
         if resolved.folder is not None:
-            return load_model(resolved.folder, device)
-        parts = [load_model(part.folder, device) for part in resolved.parts]
+            return build_model(resolved.config, resolved.folder, device)
+        parts = [build_model(part.config, part.folder, device) for part in resolved.parts]
         if resolved.levels:
             return NearestLevelPriors([PriorLevel(sigma, part) for sigma, part
                                        in zip(resolved.levels, parts, strict=True)]
@@ -196,7 +196,7 @@ def list_models(cache_dir: Path | None = None) -> list[ModelEntry]:
             families = {part.config.family for part in resolved.parts} or {
                 resolved.config.family}
             family = families.pop() if len(families) == 1 else "mixed"
-            encoder = resolved.folder is not None and (resolved.folder / POSTERIOR_NAME).is_file()
+            encoder = resolved.folder is not None and POSTERIOR_NAME in resolved.files
         except PriorsepError as error:
             problem = str(error)
         entries.append(ModelEntry(snapshot.repo_id, "hub", snapshot.refs, snapshot.commit,

@@ -28,8 +28,9 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from priorsep.config import DEFAULT_MODEL, ModelConfig
 from priorsep.errors import (
@@ -39,20 +40,19 @@ from priorsep.errors import (
     ModelNotFoundError,
     UsageError,
 )
-from priorsep.hub_client import (
+from priorsep.hub_client import COMMIT, HubClient, HubUnavailable
+from priorsep.layout import (
     BAG_NAME,
-    COMMIT,
-    HubClient,
-    HubUnavailable,
-)
-from priorsep.nn.prior import SourceRef, combine_configs
-from priorsep.storage import (
+    CARD_NAME,
     CONFIG_NAME,
     LEVELS_NAME,
-    level_folders,
-    read_config,
-    read_levels,
+    POSTERIOR_CONFIG_NAME,
+    POSTERIOR_NAME,
+    SEPARATION_NAME,
+    WEIGHTS_NAME,
 )
+from priorsep.nn.prior import SourceRef, combine_configs
+from priorsep.storage import level_folders, read_config, read_levels
 
 MAX_NESTING = 8
 """Bags may name bags, this deep at most (a deeper chain is most likely a cycle)."""
@@ -87,6 +87,11 @@ class ResolvedModel:
     top: Path | None = None
     """Per-level models: the folder holding the levels (and maybe separation.json, and a clean
     model's config.json, which evaluation uses as the base priors)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """The `info` of the config.json of `folder` (or of `top`, when it has one), as read while
+    resolving: loading reads no config.json again."""
+    files: tuple[str, ...] = ()
+    """The model-folder files (`FOLDER_FILES`) present in `folder` (or `top`)."""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -117,6 +122,16 @@ class HubBase:
     commit: str
     prefix: str
     """"" for the repo root, else "sub/folder/"."""
+
+
+FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SEPARATION_NAME, POSTERIOR_NAME,
+                POSTERIOR_CONFIG_NAME, LEVELS_NAME, BAG_NAME)
+"""The files a resolved folder is checked for (`ResolvedModel.files`)."""
+
+
+def present_files(folder: Path) -> tuple[str, ...]:
+    """The `FOLDER_FILES` in `folder`."""
+    return tuple(name for name in FOLDER_FILES if (folder / name).is_file())
 
 
 def bundled_names_in(weights_dir: Path) -> list[str]:
@@ -175,8 +190,9 @@ class Resolver:
             raise ModelNotFoundError(
                 f"bundled model {name!r} is not installed in this copy of priorsep (no {folder}); "
                 "name a local folder or a Hub model owner/name instead")
-        config, _ = read_config(folder)
-        return ResolvedModel(name, "bundled", config, folder=folder)
+        config, info = read_config(folder)
+        return ResolvedModel(name, "bundled", config, folder=folder, info=info,
+                             files=present_files(folder))
 
     def _path(self, path: Path, model_id: str, depth: int) -> ResolvedModel:
         if path.is_file():
@@ -190,8 +206,9 @@ class Resolver:
             picks = [(sigma, self.resolve(str(folder), path, depth + 1)) for sigma, folder in found]
             return self._level_model(model_id, picks, top=path.resolve())
         if (path / CONFIG_NAME).is_file():
-            config, _ = read_config(path)
-            return ResolvedModel(model_id, "local", config, folder=path.resolve())
+            config, info = read_config(path)
+            return ResolvedModel(model_id, "local", config, folder=path.resolve(), info=info,
+                                 files=present_files(path))
         if (path / BAG_NAME).is_file():
             return self._bag(path / BAG_NAME, model_id, path, depth)
         raise ModelFormatError(f"{path}: has neither {CONFIG_NAME} nor {BAG_NAME}, so it is not "
@@ -217,8 +234,11 @@ class Resolver:
                     first.sources, first.sample_rate, first.mixing, first.gains):
                 raise UsageError(f"{model_id}: the level models differ in sources, sample rate "
                                  "or mixing")
+        files = present_files(top)
+        info = read_config(top)[1] if CONFIG_NAME in files else {}
         return ResolvedModel(model_id, "levels", first, parts=tuple(p for _, p in picks),
-                             levels=tuple(sigma for sigma, _ in picks), top=top, **hub_fields)
+                             levels=tuple(sigma for sigma, _ in picks), top=top, info=info,
+                             files=files, **hub_fields)
 
     # combinations
 
@@ -320,7 +340,8 @@ class Resolver:
                 return self._levels(folder / LEVELS_NAME, label, base, depth, **fields)
             return self._bag(folder / BAG_NAME, label, base, depth, **fields)
         try:
-            config, _ = read_config(folder)
+            config, info = read_config(folder)
         except ModelFormatError as error:
             raise ModelFormatError(f"{label}: {error}") from None
-        return ResolvedModel(label, "hub", config, folder=folder, **fields)
+        return ResolvedModel(label, "hub", config, folder=folder, info=info,
+                             files=present_files(folder), **fields)

@@ -127,6 +127,13 @@ def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SourcePrior:
     """Rebuild the priors of a model folder from `config.json` and `model.safetensors`."""
     config, _ = read_config(folder)
+    return build_model(config, folder, device)
+
+
+def build_model(config: ModelConfig, folder: str | os.PathLike,
+                device: str | torch.device = "cpu") -> SourcePrior:
+    """The priors `config` describes (as read from the folder's `config.json`), with the
+    weights of the folder's `model.safetensors`; eval mode, on `device`."""
     priors = build_priors(config)
     load_weights(priors, Path(folder) / WEIGHTS_NAME)
     return priors.to(device).eval()
