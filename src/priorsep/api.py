@@ -29,7 +29,7 @@ from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation.apply import segment_starts, separate_long
 from priorsep.separation.mixing import Mixing
-from priorsep.storage import SeparationSettings, read_separation
+from priorsep.storage import SeparationSettings, read_separation, stored_settings
 
 if TYPE_CHECKING:
     from priorsep.hub import ResolvedModel
@@ -99,11 +99,8 @@ def load_resolved_model(resolved: ResolvedModel, device: str | torch.device = "c
                                    SeparationSettings]:
     """`load_model_id` of a model the resolver (`priorsep.hub.resolve_model`) has found."""
     from priorsep import hub
-    from priorsep.storage import CONFIG_NAME, SEPARATION_NAME, load_posterior, read_config
+    from priorsep.storage import load_posterior
 
-    home = resolved.folder or resolved.top  # a per-level model keeps its settings at the top
-    info = (read_config(home)[1] if home is not None and (home / CONFIG_NAME).is_file()
-            else {})
     priors = hub.load_resolved(resolved, device)
     encoder = None
     if with_posterior:
@@ -115,16 +112,27 @@ def load_resolved_model(resolved: ResolvedModel, device: str | torch.device = "c
         if encoder is None:
             raise UsageError(f"{resolved.model_id} has no amortised posterior; train one with "
                              "`priorsep train-posterior`, or separate with the langevin method")
-    settings = SeparationSettings()
-    if resolved.levels and not any((home / name).is_file()
-                                   for name in (CONFIG_NAME, SEPARATION_NAME)):
-        home = resolved.parts[0].folder  # the settings stored with the lowest level
-    if home is not None:
-        try:
-            settings = read_separation(home)
-        except ModelFormatError as error:
-            raise ModelFormatError(f"{resolved.model_id}: {error}") from None
-    return priors, info, encoder, settings
+    try:
+        settings = _stored_settings(resolved)
+    except ModelFormatError as error:
+        raise ModelFormatError(f"{resolved.model_id}: {error}") from None
+    return priors, dict(resolved.info), encoder, settings
+
+
+def _stored_settings(resolved: ResolvedModel) -> SeparationSettings:
+    """The separation settings stored with a resolved model: its folder's (a per-level model's
+    top folder's, else its lowest level's); the defaults for a combination."""
+    from priorsep.storage import CONFIG_NAME, SEPARATION_NAME
+
+    home = resolved
+    if resolved.levels and not {CONFIG_NAME, SEPARATION_NAME} & set(resolved.files):
+        home = resolved.parts[0]  # the settings stored with the lowest level
+    folder = home.folder or home.top
+    if folder is None:
+        return SeparationSettings()
+    if SEPARATION_NAME in home.files:
+        return read_separation(folder)
+    return stored_settings(home.info)
 
 
 def _check_method(method: str | None) -> None:

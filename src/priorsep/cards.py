@@ -9,18 +9,14 @@ and evaluation figures come from `config.json`'s `info`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import ModelCardData
 
 from priorsep.config import ModelConfig
-from priorsep.hub_client import BAG_NAME
+from priorsep.layout import BAG_NAME, CONFIG_NAME, FORMAT_VERSION, POSTERIOR_NAME, WEIGHTS_NAME
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.registry import build_priors
-from priorsep.storage import CONFIG_NAME, FORMAT_VERSION, POSTERIOR_NAME, WEIGHTS_NAME
-
-if TYPE_CHECKING:
-    from priorsep.hub import ResolvedModel
 
 TAGS = ("audio", "source-separation", "priorsep")
 FAMILY_TAGS = {"flowavenet": ("normalizing-flow", "flowavenet"),
@@ -184,17 +180,17 @@ def model_card(config: ModelConfig, info: dict[str, Any], *, title: str = "prior
     return "\n".join(lines).rstrip() + "\n"
 
 
-def bag_card(resolved: ResolvedModel,
+def bag_card(config: ModelConfig, sources: Sequence[tuple[str, int]],
              sections: Sequence[tuple[str, str, ModelConfig, dict[str, Any]]], *, title: str,
              repo_id: str | None, license: str, datasets: Sequence[str],
              tags: Sequence[str]) -> str:
     """The README.md of an exported combination: one section per part (subfolder).
 
     Args:
-        sections: per part of `resolved`, in order: (subfolder, where it came from, config,
-            info).
+        config: the combination's configuration.
+        sources: per source of the combination, in order: (name, index of its part).
+        sections: per part, in order: (subfolder, where it came from, config, info).
     """
-    config = resolved.config
     lines = [
         _front_matter(license, datasets, tags, [info for *_, info in sections],
                      [config for _, _, config, _ in sections]),
@@ -207,9 +203,9 @@ def bag_card(resolved: ResolvedModel,
         "## Sources", "",
         "| source | folder | exported from |", "|---|---|---|",
     ]
-    for ref in resolved.selection:
-        folder, origin, _, _ = sections[ref.part]
-        lines.append(f"| {ref.name} | `{folder}/` | {origin} |")
+    for name, part in sources:
+        folder, origin, _, _ = sections[part]
+        lines.append(f"| {name} | `{folder}/` | {origin} |")
     for folder, _, part_config, info in sections:
         lines += ["", f"## `{folder}/`", "", *_model_table(part_config, info),
                   *_details(info, level="###")]

@@ -91,7 +91,8 @@ def export_model(model_id: str, out_dir: str | os.PathLike, *, license: str = "m
             sections.append((folder, origin, config, info))
         bag = {name: bag[name] for name in resolved.sources}  # the combination's order
         atomic_write_text(out / BAG_NAME, json.dumps({"sources": bag}, indent=2) + "\n")
-        card = bag_card(resolved, sections, title=title, repo_id=repo_id, **front)
+        card = bag_card(resolved.config, [(ref.name, ref.part) for ref in resolved.selection],
+                        sections, title=title, repo_id=repo_id, **front)
     atomic_write_text(out / CARD_NAME, card)
     return out
 

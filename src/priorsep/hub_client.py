@@ -47,7 +47,8 @@ from priorsep.errors import (
     PriorsepError,
 )
 from priorsep.files import atomic_write_text
-from priorsep.storage import (
+from priorsep.layout import (
+    BAG_NAME,
     CARD_NAME,
     CONFIG_NAME,
     LEVELS_NAME,
@@ -57,8 +58,6 @@ from priorsep.storage import (
     WEIGHTS_NAME,
 )
 
-BAG_NAME = "sources.json"
-"""A folder holding this file (and no config.json) is a bag of per-source models."""
 LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME,
                      SEPARATION_NAME),
            "bag": (BAG_NAME,), "levels": (LEVELS_NAME,)}

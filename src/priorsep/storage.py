@@ -1,5 +1,7 @@
 """The model folder: `config.json` + `model.safetensors` + `README.md` model card.
 
+The file names live in `priorsep.layout` (re-exported here); the card's text in `priorsep.cards`.
+
 A folder describes itself: `config.json` holds the format version and the whole `ModelConfig`,
 so loading rebuilds the priors with no hyperparameter typed twice and no pickled classes.
 Every file is written to a temporary name first and renamed, so a crash never leaves a
@@ -12,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from priorsep.cards import model_card
 from priorsep.config import (
     DiffusionConfig,
     ExtractConfig,
@@ -30,33 +32,20 @@ from priorsep.config import (
 )
 from priorsep.errors import ModelFormatError
 from priorsep.files import atomic_write, atomic_write_text
+from priorsep.layout import (  # noqa: F401  (the names of a model folder's files, re-exported)
+    CARD_NAME,
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    LEVEL_FOLDER,
+    LEVELS_NAME,
+    POSTERIOR_CONFIG_NAME,
+    POSTERIOR_NAME,
+    SEPARATION_NAME,
+    WEIGHTS_NAME,
+)
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.nn.registry import build_priors
-
-FORMAT_VERSION = 3
-"""3: the model's noise range is `trained_sigma_min/max` (2 and 1 wrote `sigma_min/max`);
-2: `model` names its `family` and holds its `architecture`; 1 (FloWaveNet only) held `flow`."""
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-SEPARATION_NAME = "separation.json"
-"""Optional: the tuned sampler settings (see `SeparationSettings`)."""
-LEVELS_NAME = "levels.json"
-"""A per-level model: {"levels": {"<sigma>": "./sigma-<sigma>", ...}}, one model folder per
-noise level (`priorsep.training.finetune_levels`)."""
-LEVEL_FOLDER = re.compile(r"sigma-(?P<sigma>[0-9.eE+-]+)")
-POSTERIOR_NAME = "posterior.safetensors"
-"""Optional: the amortised posterior encoder's weights (see `priorsep.amortised`)."""
-POSTERIOR_CONFIG_NAME = "posterior.json"
-"""The encoder's configuration ({"config": PosteriorConfig fields, "parameters", "training"});
-folders written before it hold the configuration in `info["posterior"]["config"]`."""
-
-
-def _card(config: ModelConfig, info: dict[str, Any], priors: SourcePrior | None = None) -> str:
-    from priorsep.cards import model_card  # the card module reads this one's file names
-
-    return model_card(config, info, priors=priors)
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
@@ -100,7 +89,7 @@ def save_model(
     }
     save_weights(priors, folder / WEIGHTS_NAME)
     atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(folder / CARD_NAME, _card(priors.config, info, priors))
+    atomic_write_text(folder / CARD_NAME, model_card(priors.config, info, priors=priors))
     return folder
 
 
@@ -112,7 +101,7 @@ def update_info(folder: str | os.PathLike, key: str, value: Any) -> None:
     info[key] = value
     raw["info"] = info
     atomic_write_text(folder / CONFIG_NAME, json.dumps(raw, indent=2) + "\n")
-    atomic_write_text(folder / CARD_NAME, _card(config, info))
+    atomic_write_text(folder / CARD_NAME, model_card(config, info))
 
 
 def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:
@@ -138,6 +127,13 @@ def read_config(folder: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> SourcePrior:
     """Rebuild the priors of a model folder from `config.json` and `model.safetensors`."""
     config, _ = read_config(folder)
+    return build_model(config, folder, device)
+
+
+def build_model(config: ModelConfig, folder: str | os.PathLike,
+                device: str | torch.device = "cpu") -> SourcePrior:
+    """The priors `config` describes (as read from the folder's `config.json`), with the
+    weights of the folder's `model.safetensors`; eval mode, on `device`."""
     priors = build_priors(config)
     load_weights(priors, Path(folder) / WEIGHTS_NAME)
     return priors.to(device).eval()

@@ -182,35 +182,6 @@ class TrainReporter(TerminalProgress):
             console.print(f"{self.validation_name}: {scores}", highlight=False)
 
 
-def _version(value: bool) -> None:
-    if value:
-        from priorsep import __version__
-
-        print(f"priorsep {__version__}")
-        raise typer.Exit()
-
-
-def _list_models(value: bool) -> None:
-    if value:
-        from priorsep.cli.models import show_models
-
-        show_models()
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: Annotated[bool, typer.Option(
-        "--version", "-V", callback=_version, is_eager=True,
-        help="Print the version and exit.")] = False,
-    list_models: Annotated[bool, typer.Option(
-        "--list-models", callback=_list_models, is_eager=True,
-        help="List the bundled and cached models (as `priorsep models`) and exit.")] = False,
-) -> None:
-    """Unsupervised source separation with per-source priors (generators, flows, WaveNets or
-    score models)."""
-
-
 def main() -> None:
     """Run the command line (the console script, `priorsep.console`, guards it against
     Ctrl-C from the first import on; inside a command, `reports_errors` does)."""

@@ -1,32 +1,20 @@
-"""`priorsep train`, `finetune-noise` and `train-posterior`."""
+"""`priorsep train`: priors of any family from solo recordings."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from priorsep.cli.app import (
-    BatchOption,
-    CheckpointOption,
-    CropOption,
     DatasetOption,
-    DecayOption,
-    DecayTimesOption,
     DeviceOption,
-    EvalOption,
-    LrOption,
     OutOption,
     QuietOption,
     ResumeOption,
     RootOption,
-    SeedOption,
-    StepsOption,
     TrainReporter,
     app,
     console,
@@ -35,6 +23,7 @@ from priorsep.cli.app import (
     reports_errors,
 )
 from priorsep.cli.data_summary import StrictOption, show_summary
+from priorsep.cli.train_options import TRAIN_FLAGS, training_options
 from priorsep.config import (
     FlowConfig,
     ScoreConfig,
@@ -43,50 +32,6 @@ from priorsep.config import (
     WavetableConfig,
 )
 from priorsep.errors import UsageError
-
-TRAINING_OPTIONS = {
-    "steps": StepsOption, "batch_size": BatchOption, "crop_length": CropOption, "lr": LrOption,
-    "lr_decay": DecayOption, "lr_decay_times": DecayTimesOption,
-    "checkpoint_every": CheckpointOption, "eval_every": EvalOption, "seed": SeedOption,
-}
-"""The `TrainConfig` fields every training command sets with an option of its own."""
-
-
-def training_options(*omit: str, **defaults: Any):
-    """Give a command the options of `TRAINING_OPTIONS` (but `omit`), with `TrainConfig`'s
-    defaults unless `defaults` says otherwise, in place of its `train_options` parameter; the
-    command receives their values together as `train_options`, a dict of `TrainConfig` fields."""
-    fields = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
-    names = [name for name in TRAINING_OPTIONS if name not in omit]
-
-    def decorate(command):
-        signature = inspect.signature(command, eval_str=True)
-        parameters = []
-        for parameter in signature.parameters.values():
-            if parameter.name != "train_options":
-                parameters.append(parameter)
-                continue
-            parameters += [inspect.Parameter(
-                name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=TRAINING_OPTIONS[name],
-                default=defaults.get(name, fields[name])) for name in names]
-
-        @functools.wraps(command)
-        def wrapper(**kwargs):
-            return command(train_options={name: kwargs.pop(name) for name in names}, **kwargs)
-
-        wrapper.__signature__ = signature.replace(parameters=parameters)
-        return wrapper
-
-    return decorate
-
-
-TRAIN_FLAGS = {field: "--" + field.replace("_", "-") for field in (
-    *TRAINING_OPTIONS, "clean_fraction", "score_weight", "sample_rate", "n_blocks",
-    "early_squeezes", "n_flows", "n_layers", "cond_channels", "permutation", "frame_transform",
-    "front_end")} | {
-    "draw_sigma_min": "--sigma-min", "draw_sigma_max": "--sigma-max"}
-"""Fields that `train` sets with an option of its own (the others: `--set FIELD=VALUE`)."""
-
 
 FAMILY_OPTIONS = {
     **{name: ("flowavenet",) for name in ("early_squeezes", "n_flows", "cond_channels",
@@ -302,149 +247,3 @@ def train(
                               on_progress=reporter)
     if not quiet:
         console.print(f"wrote {out} ({len(priors.sources)} priors: {', '.join(priors.sources)})")
-
-
-@app.command("finetune-noise")
-@reports_errors
-@training_options(steps=1000, lr=5e-4)
-def finetune_noise(
-    model: Annotated[str, typer.Argument(help="Model id of clean (or earlier) priors.")],
-    out: OutOption,
-    dataset: DatasetOption = "toy",
-    root: RootOption = None,
-    sigma_min: Annotated[float, typer.Option(help="Lowest noise level (continuous mode).")
-                         ] = 0.01,
-    sigma_max: Annotated[float, typer.Option(help="Highest noise level (continuous mode).")
-                         ] = 1.0,
-    clean_fraction: Annotated[float, typer.Option(
-        help="Share of clean examples (continuous mode).")] = 0.1,
-    score_weight: Annotated[float, typer.Option(
-        help="Add denoising score matching with this weight to the loss: trains the gradient "
-             "separation follows (about 3x the cost per step; single process).")] = 0.0,
-    sigmas: Annotated[str | None, typer.Option(
-        help="Comma-separated levels: one model per level, fine-tuned serially (BASIS). "
-             "Without it, one sigma-conditional model covers [--sigma-min, --sigma-max].")
-    ] = None,
-    train_options: dict[str, Any] | None = None,
-    strict: StrictOption = False,
-    resume: ResumeOption = False,
-    device: DeviceOption = "auto",
-    quiet: QuietOption = False,
-) -> None:
-    """Fine-tune priors on noisy sources x + sigma * eps, so their gradients guide Langevin."""
-    import dataclasses
-
-    from priorsep.api import load_pretrained
-    from priorsep.data.datasets import training_data
-    from priorsep.devices import resolve_device
-    from priorsep.nn.levels import NearestLevelPriors
-    from priorsep.nn.prior import CombinedPriors
-    from priorsep.training import finetune_levels
-    from priorsep.training import train as run_training
-
-    try:
-        levels = [float(v) for v in sigmas.split(",")] if sigmas else None
-    except ValueError:
-        raise UsageError(f"--sigmas {sigmas}: expected comma-separated numbers") from None
-    try:
-        train_config = TrainConfig(**train_options, draw_sigma_min=sigma_min,
-                                   draw_sigma_max=sigma_max, clean_fraction=clean_fraction,
-                                   score_weight=score_weight)
-    except ValueError as error:
-        raise option_error(error, TRAIN_FLAGS) from None
-    if levels and any(not math.isfinite(level) or level <= 0 for level in levels):
-        raise UsageError("--sigmas must be positive finite numbers")
-    priors, base_info = load_pretrained(model, notify=notice)
-    if isinstance(priors, (CombinedPriors, NearestLevelPriors)):
-        raise UsageError("finetune-noise needs one model, not a combination of several or "
-                         "a folder of per-level models")
-    config = priors.config
-    data, validation, info = training_data(
-        dataset, root, ",".join(config.sources) if dataset in ("folder", "chorales") else None,
-        config.sample_rate, train_config.crop_length, notice, min_sources=1, strict=strict,
-        on_summary=show_summary(quiet, strict))
-    info["training"]["fine-tuned from"] = str(model)
-    if "training" in base_info:
-        info["base training"] = base_info["training"]
-    options = dict(resume=resume, device=resolve_device(device), validation=validation,
-                   info=info)
-    steps, every = train_config.steps, train_config.checkpoint_every
-    if levels:
-        with TrainReporter(steps * len(levels), quiet, every, config.sources) as rep:
-            offset = {"steps": 0}
-
-            def report(progress):
-                rep(dataclasses.replace(progress, step=offset["steps"] + progress.step,
-                                        total=steps * len(levels)))
-                if progress.step == progress.total:
-                    offset["steps"] += progress.total
-
-            folders = finetune_levels(priors, levels, train_config, data, out,
-                                      on_progress=report, **options)
-        if not quiet:
-            console.print(f"wrote {len(folders)} levels to {out}: "
-                          + ", ".join(folder.name for folder in folders))
-        return
-    with TrainReporter(steps, quiet, every, config.sources) as reporter:
-        run_training(config, train_config, data, out, init_state=priors.state_dict(),
-                     on_progress=reporter, **options)
-    if not quiet:
-        console.print(f"wrote {out} (sigma-conditional, sigma in [{sigma_min}, {sigma_max}])")
-
-
-@app.command("train-posterior")
-@reports_errors
-@training_options("eval_every")
-def train_posterior_command(
-    model: Annotated[str, typer.Argument(help="Model id of the (noise-conditioned) priors.")],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Model folder to write: the priors plus the encoder.")],
-    dataset: Annotated[str, typer.Option(
-        help="toy, folder (solos mixed on the fly, ROOT/<source>/*.wav), chorales (the same, "
-             "from the rendered chorales) or mixes (mix recordings, ROOT/**/*.wav).")] = "toy",
-    root: RootOption = None,
-    sigma: Annotated[float, typer.Option(help="Noise level the frozen priors condition on.")
-                     ] = 0.05,
-    gamma: Annotated[float, typer.Option(help="Width of the likelihood of the mix.")] = 0.05,
-    layers: Annotated[int, typer.Option(help="WaveNet layers of the encoder.")] = 8,
-    width: Annotated[int, typer.Option(help="WaveNet width of the encoder.")] = 48,
-    squeezes: Annotated[int, typer.Option(
-        help="The encoder reads frames of 2**squeezes samples.")] = 3,
-    train_options: dict[str, Any] | None = None,
-    strict: StrictOption = False,
-    resume: ResumeOption = False,
-    device: DeviceOption = "auto",
-    quiet: QuietOption = False,
-) -> None:
-    """Train an amortised posterior q(s | m) against frozen priors, on mixes only (ELBO)."""
-    from priorsep.amortised import train_posterior
-    from priorsep.api import load_pretrained
-    from priorsep.config import PosteriorConfig
-    from priorsep.data.datasets import mix_training_data
-    from priorsep.devices import resolve_device
-    from priorsep.separation.mixing import Mixing
-
-    try:
-        posterior_config = PosteriorConfig(squeezes=squeezes, n_layers=layers,
-                                           residual_channels=width, skip_channels=width,
-                                           sigma=sigma, gamma=gamma)
-        train_config = TrainConfig(**train_options)
-    except ValueError as error:
-        raise option_error(error, {"n_layers": "--layers", "residual_channels": "--width"}
-                           ) from None
-    priors, priors_info = load_pretrained(model, notify=notice)
-    config = priors.config
-    data, validation, info = mix_training_data(dataset, root, config.sources,
-                                               config.sample_rate, Mixing.from_config(config),
-                                               train_config.crop_length, notice,
-                                               strict=strict,
-                                               on_summary=show_summary(quiet, strict))
-    info["training"]["priors"] = str(model)
-    with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every,
-                       config.sources, loss_name="-ELBO") as reporter:
-        train_posterior(priors, posterior_config, train_config, data, out,
-                        priors_info=priors_info, resume=resume, device=resolve_device(device),
-                        validation=validation, info=info["training"], on_progress=reporter)
-    if not quiet:
-        console.print(f"wrote {out} (priors + amortised posterior; separate with "
-                      f"--model {out} --method posterior)", highlight=False)

@@ -37,8 +37,8 @@ from torch import nn
 from torch.nn import functional
 
 from priorsep.config import ModelConfig, TrainConfig, WaveNetConfig
+from priorsep.nn.denoiser_layers import NoiseEmbedding
 from priorsep.nn.interface import SourcePrior, draw_sigma, expand_sigma
-from priorsep.nn.score import NoiseEmbedding
 
 CLEAN_SIGMA = 1e-3
 """The noise level the embedding is given for clean (sigma = 0) inputs (log 0 has no

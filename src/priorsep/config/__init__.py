@@ -1,0 +1,27 @@
+"""Frozen dataclasses holding every hyperparameter, one per component.
+
+Checkpoints and model folders store `dataclasses.asdict(config)`; `from_dict` rebuilds them,
+ignoring nothing silently: unknown keys are an error so that a newer format is never misread.
+
+One module per component: `fields` (checks and `from_dict`), the families' architectures
+(`flow`, `score`, `gaussian`, `wavenet`, `wavetable`), `model` (the whole `ModelConfig`),
+`training` (training and the posterior encoder), and the samplers (`langevin`, `diffusion`,
+`extract`). Every name is re-exported here: `from priorsep.config import X` works for all.
+"""
+
+from priorsep.config.diffusion import DiffusionConfig
+from priorsep.config.extract import REFINEMENTS, ExtractConfig
+from priorsep.config.fields import FieldError, check_counts, check_finite, from_dict
+from priorsep.config.flow import FlowConfig
+from priorsep.config.gaussian import GaussianConfig
+from priorsep.config.langevin import LangevinConfig
+from priorsep.config.model import ARCHITECTURES, DEFAULT_MODEL, ModelConfig
+from priorsep.config.score import FRONT_ENDS, ScoreConfig
+from priorsep.config.training import PosteriorConfig, TrainConfig
+from priorsep.config.wavenet import QUANTISATIONS, WaveNetConfig
+from priorsep.config.wavetable import WavetableConfig
+
+__all__ = ["ARCHITECTURES", "DEFAULT_MODEL", "FRONT_ENDS", "QUANTISATIONS", "REFINEMENTS",
+           "DiffusionConfig", "ExtractConfig", "FieldError", "FlowConfig", "GaussianConfig",
+           "LangevinConfig", "ModelConfig", "PosteriorConfig", "ScoreConfig", "TrainConfig",
+           "WaveNetConfig", "WavetableConfig", "check_counts", "check_finite", "from_dict"]
