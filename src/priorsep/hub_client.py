@@ -52,15 +52,13 @@ from priorsep.layout import (
     CARD_NAME,
     CONFIG_NAME,
     LEVELS_NAME,
+    MODEL_FILES,
     POSTERIOR_CONFIG_NAME,
     POSTERIOR_NAME,
     SEPARATION_NAME,
-    WEIGHTS_NAME,
 )
 
-LAYOUTS = {"model": (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME,
-                     SEPARATION_NAME),
-           "bag": (BAG_NAME,), "levels": (LEVELS_NAME,)}
+LAYOUTS = {"model": MODEL_FILES, "bag": (BAG_NAME,), "levels": (LEVELS_NAME,)}
 """The files of each kind of folder; the first one tells the kind."""
 OPTIONAL = (CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME, SEPARATION_NAME)
 """Files a model folder may lack: the card, the amortised posterior and the tuned settings."""

@@ -28,3 +28,9 @@ POSTERIOR_CONFIG_NAME = "posterior.json"
 folders written before it hold the configuration in `info["posterior"]["config"]`."""
 BAG_NAME = "sources.json"
 """A folder holding this file (and no config.json) is a bag of per-source models."""
+
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME,
+               SEPARATION_NAME)
+"""The files of a model folder, config.json first (it tells the kind)."""
+FOLDER_FILES = (*MODEL_FILES, LEVELS_NAME, BAG_NAME)
+"""Every file that tells what a folder is: a model's, a per-level manifest, a bag."""

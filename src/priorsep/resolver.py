@@ -43,13 +43,9 @@ from priorsep.errors import (
 from priorsep.hub_client import COMMIT, HubClient, HubUnavailable
 from priorsep.layout import (
     BAG_NAME,
-    CARD_NAME,
     CONFIG_NAME,
+    FOLDER_FILES,
     LEVELS_NAME,
-    POSTERIOR_CONFIG_NAME,
-    POSTERIOR_NAME,
-    SEPARATION_NAME,
-    WEIGHTS_NAME,
 )
 from priorsep.nn.prior import SourceRef, combine_configs
 from priorsep.storage import level_folders, read_config, read_levels
@@ -122,11 +118,6 @@ class HubBase:
     commit: str
     prefix: str
     """"" for the repo root, else "sub/folder/"."""
-
-
-FOLDER_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SEPARATION_NAME, POSTERIOR_NAME,
-                POSTERIOR_CONFIG_NAME, LEVELS_NAME, BAG_NAME)
-"""The files a resolved folder is checked for (`ResolvedModel.files`)."""
 
 
 def present_files(folder: Path) -> tuple[str, ...]:
