@@ -10,7 +10,9 @@ from priorsep.api import Separator
 from priorsep.config import (
     GaussianConfig,
     ModelConfig,
+    NMFConfig,
     ScoreConfig,
+    SpectralVAEConfig,
     TrainConfig,
     WaveNetConfig,
     WavetableConfig,
@@ -54,6 +56,12 @@ CONFIGS = {
         trained_sigma_min=0.005, trained_sigma_max=2.0),
     "wavetable": ModelConfig(architecture=WavetableConfig(bins=256, segment_length=256,
                                                           peaks=3, rounds=2)),
+    "nmf": ModelConfig(architecture=NMFConfig(n_fft=64, hop=16, rank=4, fit_iterations=20)),
+    "nmf-itakura-saito": ModelConfig(architecture=NMFConfig(n_fft=64, hop=16, rank=4, beta=0.0,
+                                                            power=2.0, fit_iterations=20)),
+    "vae": ModelConfig(architecture=SpectralVAEConfig(n_fft=64, hop=16, rank=4, latent=2,
+                                                      hidden=8, warm_iterations=5,
+                                                      iterations=3)),
     "wavetable-exact": ModelConfig(architecture=WavetableConfig(exact=True, bins=256,
                                                                 segment_length=256, peaks=3)),
 }

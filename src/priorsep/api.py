@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from priorsep.audio import resample, to_mono
-from priorsep.config import DEFAULT_MODEL, DiffusionConfig, ExtractConfig, LangevinConfig
+from priorsep.config import (
+    DEFAULT_MODEL,
+    DiffusionConfig,
+    ExtractConfig,
+    LangevinConfig,
+    WienerConfig,
+)
 from priorsep.errors import ModelFormatError, UsageError
 from priorsep.methods import METHODS, Strategy, build_strategy
 from priorsep.nn.interface import SourcePrior
@@ -151,7 +157,7 @@ def default_method(priors: SourcePrior) -> str:
 class Separator:
     """Separates mixes into the sources of a set of priors.
 
-    Five methods:
+    Six methods:
     - "langevin": (annealed) Langevin posterior sampling under the priors
       (`priorsep.separation.langevin`);
     - "diffusion": the independent-priors diffusion sampler with the mix as an exact constraint
@@ -160,11 +166,13 @@ class Separator:
       its mean, or the average of `samples` draws;
     - "posterior+langevin": the encoder's mean starts a short Langevin refinement;
     - "extract": staged extraction by evidence (`priorsep.separation.extract`), the default of
-      generator priors, optionally refined by one of the samplers.
+      generator priors, optionally refined by one of the samplers;
+    - "wiener": the posterior mean under the Gaussian composite model
+      (`priorsep.separation.wiener`), the default of the spectral families (nmf, vae).
 
     Args:
         priors: the source priors (eval mode).
-        langevin, diffusion, extract: the methods' settings (default: the package defaults).
+        langevin, diffusion, extract, wiener: the methods' settings (default: the package defaults).
         segment_length: samples the separator sees at once (rounded to the models' multiple;
             default: the priors' own segment length, else 16384).
         overlap: samples shared by consecutive segments (default: an eighth of a segment).
@@ -179,7 +187,8 @@ class Separator:
                  batch_size: int = 4, method: str | None = None,
                  encoder: PosteriorEncoder | None = None, samples: int = 0,
                  diffusion: DiffusionConfig | None = None,
-                 extract: ExtractConfig | None = None) -> None:
+                 extract: ExtractConfig | None = None,
+                 wiener: WienerConfig | None = None) -> None:
         _check_method(method)
         method = method or default_method(priors)
         if method.startswith("posterior") and encoder is None:
@@ -190,6 +199,7 @@ class Separator:
         self.langevin = langevin or LangevinConfig()
         self.diffusion = diffusion or DiffusionConfig()
         self.extract = extract or ExtractConfig()
+        self.wiener = wiener or WienerConfig()
         self.method = method
         self.encoder = encoder.eval() if encoder is not None else None
         self.samples = samples
@@ -213,8 +223,8 @@ class Separator:
         """Load a model by id; its stored separation settings, then `overrides`, apply.
 
         `overrides` are fields of the chosen method's configuration (`LangevinConfig`,
-        `DiffusionConfig` or `ExtractConfig`), or `steps` (score evaluations in all); None
-        values are ignored.
+        `DiffusionConfig`, `ExtractConfig` or `WienerConfig`), or `steps` (score evaluations
+        in all); None values are ignored.
         For "posterior+langevin" the refinement runs a quarter of the stored Langevin steps
         unless `steps_per_level` is given.
 
@@ -231,7 +241,8 @@ class Separator:
             langevin = dataclasses.replace(
                 langevin, steps_per_level=max(1, langevin.steps_per_level // 4))
         separator = cls(priors, langevin, method=method, encoder=encoder, samples=samples,
-                        diffusion=settings.diffusion, extract=settings.extract)
+                        diffusion=settings.diffusion, extract=settings.extract,
+                        wiener=settings.wiener)
         separator.configure(**overrides)
         return separator
 
@@ -239,7 +250,8 @@ class Separator:
         """Change the active sampler's settings: `steps` (score evaluations in all: Langevin
         keeps its levels and cuts the steps per level; diffusion sets its steps), then any
         fields of its configuration. With "extract", fields of `ExtractConfig` set the
-        extraction and the others (`steps` too) its refinement sampler's. None values are
+        extraction and the others (`steps` too) its refinement sampler's; with "wiener",
+        fields of `WienerConfig` apply and the samplers' are ignored. None values are
         ignored.
 
         Raises:
@@ -249,6 +261,14 @@ class Separator:
         if steps is not None and steps < 1:
             raise UsageError("steps must be at least 1")
         sampler = self.method
+        if self.method == "wiener":  # deterministic: the samplers' fields (steps, seed) are moot
+            names = {f.name for f in dataclasses.fields(WienerConfig)}
+            try:
+                self.wiener = dataclasses.replace(
+                    self.wiener, **{k: v for k, v in fields.items() if k in names})
+            except (ValueError, TypeError) as error:
+                raise UsageError(str(error)) from None
+            return
         if self.method == "extract":
             names = {f.name for f in dataclasses.fields(ExtractConfig)}
             own = {k: v for k, v in fields.items() if k in names}
@@ -275,7 +295,8 @@ class Separator:
     def strategy(self) -> Strategy:
         """The method with the current settings (`priorsep.methods`)."""
         return build_strategy(self.method, self.langevin, self.diffusion, self.encoder,
-                              self.samples, self.extract, len(self.priors.sources))
+                              self.samples, self.extract, len(self.priors.sources),
+                              self.wiener)
 
     @property
     def evaluations_per_segment(self) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from priorsep.amortised import posterior_estimate
-from priorsep.config import DiffusionConfig, ExtractConfig, LangevinConfig
+from priorsep.config import DiffusionConfig, ExtractConfig, LangevinConfig, WienerConfig
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation import CountCallback
@@ -20,6 +20,7 @@ from priorsep.separation.diffusion import diffusion_separate
 from priorsep.separation.extract import extract_separate, extraction_steps
 from priorsep.separation.langevin import langevin_separate
 from priorsep.separation.mixing import Mixing
+from priorsep.separation.wiener import wiener_separate
 
 
 @dataclass(frozen=True)
@@ -112,18 +113,36 @@ class Extract:
                                 self.diffusion, progress=progress).sources
 
 
-Strategy = Diffusion | Langevin | Posterior | RefinedPosterior | Extract
+@dataclass(frozen=True)
+class Wiener:
+    """The posterior mean under the Gaussian composite model (`priorsep.separation.wiener`;
+    the spectral families' default): variances fitted to the mix, Wiener shares, optional
+    MISI phases."""
+
+    config: WienerConfig
+    name = "wiener"
+    evaluations = 1
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: CountCallback | None = None) -> torch.Tensor:
+        return wiener_separate(priors, segments, mixing, self.config, progress)
+
+
+Strategy = Diffusion | Langevin | Posterior | RefinedPosterior | Extract | Wiener
 METHODS: tuple[str, ...] = tuple(cls.name for cls in (Langevin, Diffusion, Posterior,
-                                                      RefinedPosterior, Extract))
+                                                      RefinedPosterior, Extract, Wiener))
 """The method names, as the command line and separation.json write them."""
 
 
 def build_strategy(name: str, langevin: LangevinConfig, diffusion: DiffusionConfig,
                    encoder: PosteriorEncoder | None = None, samples: int = 0,
-                   extract: ExtractConfig | None = None, n_sources: int = 0) -> Strategy:
+                   extract: ExtractConfig | None = None, n_sources: int = 0,
+                   wiener: WienerConfig | None = None) -> Strategy:
     """The strategy called `name`, from a Separator's settings (the posterior methods need
     `encoder`; their draws are seeded by the Langevin seed; extraction counts its work by
     `n_sources`)."""
+    if name == Wiener.name:
+        return Wiener(wiener or WienerConfig())
     if name == Extract.name:
         return Extract(extract or ExtractConfig(), langevin, diffusion, n_sources)
     if name == Diffusion.name:

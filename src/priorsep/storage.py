@@ -28,6 +28,7 @@ from priorsep.config import (
     LangevinConfig,
     ModelConfig,
     PosteriorConfig,
+    WienerConfig,
     from_dict,
 )
 from priorsep.errors import ModelFormatError
@@ -148,24 +149,28 @@ class SeparationSettings:
     langevin: LangevinConfig = dataclasses.field(default_factory=LangevinConfig)
     diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
     extract: ExtractConfig = dataclasses.field(default_factory=ExtractConfig)
+    wiener: WienerConfig = dataclasses.field(default_factory=WienerConfig)
 
 
 def stored_settings(info: dict[str, Any]) -> SeparationSettings:
     """The settings in `info["separation"]`: a dict with "method", "langevin", "diffusion",
-    "extract" (what `separation.json` holds), or, from older folders, the Langevin fields alone.
+    "extract", "wiener" (what `separation.json` holds), or, from older folders, the Langevin
+    fields alone.
 
     Raises:
         ModelFormatError: the settings are not valid.
     """
     stored = {k: v for k, v in (info.get("separation") or {}).items() if k != "measured"}
     try:
-        if not any(key in stored for key in ("method", "langevin", "diffusion", "extract")):
+        if not any(key in stored for key in ("method", "langevin", "diffusion", "extract",
+                                             "wiener")):
             return SeparationSettings(langevin=from_dict(LangevinConfig, stored))
         return SeparationSettings(
             method=stored.get("method"),
             langevin=from_dict(LangevinConfig, stored.get("langevin", {})),
             diffusion=from_dict(DiffusionConfig, stored.get("diffusion", {})),
-            extract=from_dict(ExtractConfig, stored.get("extract", {})))
+            extract=from_dict(ExtractConfig, stored.get("extract", {})),
+            wiener=from_dict(WienerConfig, stored.get("wiener", {})))
     except (ValueError, TypeError) as error:
         raise ModelFormatError(f"invalid separation settings ({error})") from None
 
@@ -192,7 +197,8 @@ def write_separation(folder: str | os.PathLike, settings: SeparationSettings,
     settings for humans and is ignored when loading."""
     values = {"method": settings.method, "langevin": dataclasses.asdict(settings.langevin),
               "diffusion": dataclasses.asdict(settings.diffusion),
-              "extract": dataclasses.asdict(settings.extract)}
+              "extract": dataclasses.asdict(settings.extract),
+              "wiener": dataclasses.asdict(settings.wiener)}
     if measured:
         values["measured"] = measured
     atomic_write_text(Path(folder) / SEPARATION_NAME, json.dumps(values, indent=2) + "\n")

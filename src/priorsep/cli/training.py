@@ -26,7 +26,9 @@ from priorsep.cli.data_summary import StrictOption, show_summary
 from priorsep.cli.train_options import TRAIN_FLAGS, training_options
 from priorsep.config import (
     FlowConfig,
+    NMFConfig,
     ScoreConfig,
+    SpectralVAEConfig,
     TrainConfig,
     WaveNetConfig,
     WavetableConfig,
@@ -116,7 +118,10 @@ def train(
              "(denoisers trained by denoising score matching, separated by diffusion), "
              "wavenet (autoregressive, a categorical over quantised levels per sample) or "
              "wavetable (a learnt wavetable per source with a latent f0, phase and gain: "
-             "generator priors, separated by staged extraction).")
+             "generator priors, separated by staged extraction), nmf (a non-negative "
+             "dictionary of spectra per source, separated by Wiener filtering) or vae (a "
+             "variational autoencoder of spectrum frames per source, its latents inferred "
+             "under the mix; the best on real instruments).")
     ] = "flowavenet",
     front_end: Annotated[str, typer.Option(
         help="Score priors: time, spectral, hybrid (time + spectral), stft (short-time "
@@ -138,7 +143,8 @@ def train(
     set_fields: Annotated[list[str] | None, typer.Option(
         "--set", metavar="FIELD=VALUE",
         help="Set any architecture field of the family's config (FlowConfig, ScoreConfig, "
-             "WaveNetConfig or WavetableConfig; see docs/cli.md), e.g. --set "
+             "WaveNetConfig, WavetableConfig, NMFConfig or SpectralVAEConfig; see "
+             "docs/cli.md), e.g. --set "
              "time_channels=64. Repeatable.")] = None,
     n_blocks: Annotated[int | None, typer.Option(
         help="Flow blocks (one squeeze each; default 2), or WaveNet blocks of dilated layers "
@@ -176,14 +182,14 @@ def train(
     from priorsep.training import train as run_training
 
     classes = {"flowavenet": FlowConfig, "score": ScoreConfig, "wavenet": WaveNetConfig,
-               "wavetable": WavetableConfig}
+               "wavetable": WavetableConfig, "nmf": NMFConfig, "vae": SpectralVAEConfig}
     set_values = parse_fields(set_fields or [])
     file_fields = {}
     if config_file is not None:
         file_prior, file_fields = read_architecture_file(config_file)
         prior = prior if given(ctx, "prior") else file_prior
     if prior not in classes:
-        raise UsageError(f"--prior {prior}: choose flowavenet, score, wavenet or wavetable")
+        raise UsageError(f"--prior {prior}: choose {', '.join(classes)}")
     architecture_class = classes[prior]
     width_fields = WIDTH_FIELDS.get(prior, ())
     # the fields the shape options set (None: not given, the family's default)
@@ -218,6 +224,9 @@ def train(
             architecture = WavetableConfig(**{"segment_length": train_options["crop_length"],
                                               **fields})
             noise = {}
+        elif prior in ("nmf", "vae"):
+            architecture = architecture_class(**fields)
+            noise = {}
         else:
             architecture = FlowConfig(**{
                 "early_squeezes": early_squeezes, "n_flows": n_flows,
@@ -238,7 +247,9 @@ def train(
 
     family = build_priors(model_config)
     units = ({"loss_name": "reconstruction loss", "loss_unit": "(waveform + MR-STFT)"}
-             if prior == "wavetable" else {} if family.has_log_prob else
+             if prior == "wavetable" else
+             {"loss_name": "spectral loss", "loss_unit": "(divergence per bin)"}
+             if prior in ("nmf", "vae") else {} if family.has_log_prob else
              {"loss_name": "denoising loss", "loss_unit": "(EDM-weighted)"})
     with TrainReporter(train_config.steps, quiet, train_config.checkpoint_every, data.sources,
                        validation_name=family.validation_name, **units) as reporter:

@@ -4,9 +4,10 @@ Checkpoints and model folders store `dataclasses.asdict(config)`; `from_dict` re
 ignoring nothing silently: unknown keys are an error so that a newer format is never misread.
 
 One module per component: `fields` (checks and `from_dict`), the families' architectures
-(`flow`, `score`, `gaussian`, `wavenet`, `wavetable`), `model` (the whole `ModelConfig`),
-`training` (training and the posterior encoder), and the samplers (`langevin`, `diffusion`,
-`extract`). Every name is re-exported here: `from priorsep.config import X` works for all.
+(`flow`, `score`, `gaussian`, `wavenet`, `wavetable`; `spectral`: NMF, the spectral VAE and
+their Wiener method), `model` (the whole `ModelConfig`), `training` (training and the
+posterior encoder), and the samplers (`langevin`, `diffusion`, `extract`). Every name is re-exported here: `from priorsep.config import X` works for
+all.
 """
 
 from priorsep.config.diffusion import DiffusionConfig
@@ -17,11 +18,13 @@ from priorsep.config.gaussian import GaussianConfig
 from priorsep.config.langevin import LangevinConfig
 from priorsep.config.model import ARCHITECTURES, DEFAULT_MODEL, ModelConfig
 from priorsep.config.score import FRONT_ENDS, ScoreConfig
+from priorsep.config.spectral import PHASES, NMFConfig, SpectralVAEConfig, WienerConfig
 from priorsep.config.training import PosteriorConfig, TrainConfig
 from priorsep.config.wavenet import QUANTISATIONS, WaveNetConfig
 from priorsep.config.wavetable import WavetableConfig
 
-__all__ = ["ARCHITECTURES", "DEFAULT_MODEL", "FRONT_ENDS", "QUANTISATIONS", "REFINEMENTS",
-           "DiffusionConfig", "ExtractConfig", "FieldError", "FlowConfig", "GaussianConfig",
-           "LangevinConfig", "ModelConfig", "PosteriorConfig", "ScoreConfig", "TrainConfig",
-           "WaveNetConfig", "WavetableConfig", "check_counts", "check_finite", "from_dict"]
+__all__ = ["ARCHITECTURES", "DEFAULT_MODEL", "FRONT_ENDS", "PHASES", "QUANTISATIONS",
+           "REFINEMENTS", "DiffusionConfig", "ExtractConfig", "FieldError", "FlowConfig",
+           "GaussianConfig", "LangevinConfig", "ModelConfig", "NMFConfig", "PosteriorConfig",
+           "ScoreConfig", "SpectralVAEConfig", "TrainConfig", "WaveNetConfig",
+           "WavetableConfig", "WienerConfig", "check_counts", "check_finite", "from_dict"]

@@ -10,6 +10,7 @@ from priorsep.config.fields import FieldError, from_dict
 from priorsep.config.flow import FlowConfig
 from priorsep.config.gaussian import GaussianConfig
 from priorsep.config.score import ScoreConfig
+from priorsep.config.spectral import NMFConfig, SpectralVAEConfig
 from priorsep.config.wavenet import WaveNetConfig
 from priorsep.config.wavetable import WavetableConfig
 
@@ -19,7 +20,8 @@ DEFAULT_MODEL = "toy"
 
 ARCHITECTURES: dict[str, type] = {"flowavenet": FlowConfig, "score": ScoreConfig,
                                   "gaussian": GaussianConfig, "wavenet": WaveNetConfig,
-                                  "wavetable": WavetableConfig}
+                                  "wavetable": WavetableConfig, "nmf": NMFConfig,
+                                  "vae": SpectralVAEConfig}
 """Prior family name -> the dataclass of its architecture (the family is stored by name)."""
 
 
@@ -38,7 +40,7 @@ class ModelConfig:
     sources: tuple[str, ...] = ("sine", "sawtooth", "square", "triangle")
     sample_rate: int = 16000
     architecture: (FlowConfig | ScoreConfig | GaussianConfig | WaveNetConfig
-                   | WavetableConfig) = field(
+                   | WavetableConfig | NMFConfig | SpectralVAEConfig) = field(
         default_factory=FlowConfig)
     grouped: bool = True
     """One module for all sources (convolutions with groups=len(sources)), or one per source."""

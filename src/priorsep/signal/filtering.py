@@ -1,0 +1,75 @@
+"""The posterior mean of the Gaussian composite model (Wiener filtering) and MISI phases.
+
+Gaussian composite model (Févotte, Bertin and Durrieu 2009): every source contribution's STFT
+coefficient c_k,ft is complex Gaussian, zero mean, variance v_k,ft, independently; the mix is
+their sum, x_ft = sum_k c_k,ft. Given the mix, the posterior mean of each contribution is its
+Wiener share
+
+    E[c_k,ft | x] = v_k,ft / sum_j v_j,ft * x_ft,
+
+so the estimates add up to the mix exactly. Multichannel Wiener/EM (open-unmix's
+`filtering.py`) reduces to this for one channel.
+
+MISI (Gunawan and Sen 2010, "Iterative phase estimation for the synthesis of separated sources
+from single-channel mixtures", IEEE SPL) keeps each source's magnitudes and makes its phases
+consistent with the STFT and with the mix: y_k = iSTFT(A_k e^{i phi_k}); the mix error
+e = x - sum_k y_k is shared out equally, y_k += e / N; phi_k = angle STFT(y_k); repeat.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from priorsep.signal.transforms import Spectrogram
+
+FLOOR = 1e-20
+"""Added to the summed variance so that a silent bin divides by no zero."""
+
+
+def wiener(variances: torch.Tensor, mix_spectra: torch.Tensor) -> torch.Tensor:
+    """Posterior means of the contributions given their variances and the mix.
+
+    Args:
+        variances: (batch, n_sources, bins, frames), non-negative.
+        mix_spectra: (batch, bins, frames) complex.
+
+    Returns:
+        (batch, n_sources, bins, frames) complex; they sum to `mix_spectra` wherever some
+        variance is positive.
+    """
+    total = variances.sum(dim=1, keepdim=True)
+    mask = variances / (total + FLOOR)
+    silent = total <= 0  # no model explains the bin: share it out equally
+    mask = torch.where(silent, torch.full_like(mask, 1.0 / variances.shape[1]), mask)
+    return mask * mix_spectra[:, None]
+
+
+def misi(magnitudes: torch.Tensor, mix: torch.Tensor, transform: Spectrogram,
+         iterations: int, initial_phase: torch.Tensor | None = None) -> torch.Tensor:
+    """Waveforms with the given STFT magnitudes, phases made consistent with the mix.
+
+    Args:
+        magnitudes: (batch, n_sources, bins, frames) target |STFT| of each contribution.
+        mix: (batch, time) the mix the contributions add up to.
+        initial_phase: (batch, n_sources, bins, frames) or (batch, bins, frames) starting
+            phases (default: the mix's).
+        iterations: MISI iterations (0: the magnitudes with the starting phases).
+
+    Returns:
+        (batch, n_sources, time); they add up to `mix` exactly (the last error is shared out).
+    """
+    length = mix.shape[-1]
+    n_sources = magnitudes.shape[1]
+    if initial_phase is None:
+        initial_phase = torch.angle(transform.stft(mix))
+    if initial_phase.dim() == 3:
+        initial_phase = initial_phase[:, None]
+    phase = torch.polar(torch.ones_like(magnitudes), initial_phase.expand_as(magnitudes))
+    signals = transform.istft(magnitudes * phase, length)
+    for _ in range(iterations):
+        error = mix - signals.sum(dim=1)  # (B, T)
+        signals = signals + error[:, None] / n_sources
+        spectra = transform.stft(signals)
+        phase = spectra / spectra.abs().clamp_min(1e-30)
+        signals = transform.istft(magnitudes * phase, length)
+    return signals + (mix - signals.sum(dim=1))[:, None] / n_sources
