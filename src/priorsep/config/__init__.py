@@ -6,8 +6,8 @@ ignoring nothing silently: unknown keys are an error so that a newer format is n
 One module per component: `fields` (checks and `from_dict`), the families' architectures
 (`flow`, `score`, `gaussian`, `wavenet`, `wavetable`; `spectral`: NMF, the spectral VAE and
 their Wiener method), `model` (the whole `ModelConfig`), `training` (training and the
-posterior encoder), and the samplers (`langevin`, `diffusion`, `extract`). Every name is re-exported here: `from priorsep.config import X` works for
-all.
+posterior encoder), and the samplers (`langevin`, `diffusion`, `extract`). Every name is
+re-exported here: `from priorsep.config import X` works for all.
 """
 
 from priorsep.config.diffusion import DiffusionConfig
