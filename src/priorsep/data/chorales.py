@@ -44,9 +44,11 @@ def data_home() -> Path:
     return Path(cache) / "priorsep" / "datasets"
 
 
-def chorales_root(sample_rate: int = SAMPLE_RATE) -> Path:
-    """The cache folder of the chorales rendered at `sample_rate`."""
-    return data_home() / f"chorales-{int(sample_rate)}"
+def chorales_root(sample_rate: int = SAMPLE_RATE, soundfont: Path | None = None) -> Path:
+    """The cache folder of the chorales rendered at `sample_rate` (with the default soundfont,
+    else `chorales-<rate>-<soundfont's stem>`)."""
+    suffix = "" if soundfont is None else f"-{Path(soundfont).stem}"
+    return data_home() / f"chorales-{int(sample_rate)}{suffix}"
 
 
 def instruments() -> list[Instrument]:
@@ -62,16 +64,22 @@ def chorale_works() -> list[str]:
 
 
 def ensure_chorales(sample_rate: int = SAMPLE_RATE,
-                    notify: Callable[[str], None] | None = None) -> Path:
+                    notify: Callable[[str], None] | None = None,
+                    soundfont: Path | None = None,
+                    splits: tuple[str, ...] | None = None) -> Path:
     """The chorales' folder at `sample_rate`, rendered first when it is not complete.
 
     Args:
         notify: receives a line when rendering starts and every 25 pieces.
+        soundfont: render with this soundfont instead of the default (another folder: the
+            same pieces played by other instruments, to test models off their training
+            sounds).
+        splits: render only these splits (default: all).
 
     Raises:
         SynthesiserNotFoundError, MidiReadError: FluidSynth, a soundfont or music21 missing.
     """
-    root = chorales_root(sample_rate)
+    root = chorales_root(sample_rate, soundfont)
     if (root / "manifest.json").is_file():
         return root
     from priorsep.render.inputs import PieceSource
@@ -87,8 +95,9 @@ def ensure_chorales(sample_rate: int = SAMPLE_RATE,
     for done, work in enumerate(works, start=1):
         try:  # a chorale music21 cannot export, or with an empty voice, is left out
             score = PieceSource(Path(work).name, work=work).read()
-            if len(score.parts) == len(SOURCES):
-                planned.append(PlannedPiece(score, assign(score, chosen), split_of(score.name)))
+            split = split_of(score.name)
+            if len(score.parts) == len(SOURCES) and (splits is None or split in splits):
+                planned.append(PlannedPiece(score, assign(score, chosen), split))
         except (MidiReadError, PartMappingError):
             pass
         if done % 50 == 0 or done == len(works):
@@ -98,7 +107,8 @@ def ensure_chorales(sample_rate: int = SAMPLE_RATE,
         if done % 25 == 0 or done == total:
             say(f"chorales: rendered {done}/{total} pieces")
 
-    render_planned(planned, chosen, root, RenderSettings(sample_rate=sample_rate), resume=True,
+    render_planned(planned, chosen, root,
+                   RenderSettings(sample_rate=sample_rate, soundfont=soundfont), resume=True,
                    progress=progress)
     return root
 

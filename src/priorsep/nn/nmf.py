@@ -9,7 +9,7 @@ models learnt from solos (supervised NMF).
 
 Training fits each batch's activations with the dictionaries fixed, then takes a gradient
 step of the beta-divergence in log W (stochastic NMF; the dictionaries stay positive); they
-start from exemplar frames of the first batch.
+start from a batch NMF (multiplicative updates of W and H) of `prepare_batch` crops.
 
 Reference: Smaragdis, Raj and Shashanka 2007, "Supervised and semi-supervised separation of
 sounds from single-channel mixtures", ICA; Févotte, Bertin and Durrieu 2009 (the composite
@@ -27,6 +27,8 @@ from priorsep.nn.spectral import (
     SpectralPriors,
     beta_divergence,
     fit_activations,
+    learn_dictionary,
+    sounding_frames,
 )
 
 SILENT_POWER = 1e-8
@@ -113,16 +115,15 @@ class NMFPriors(SpectralPriors):
 
     @torch.no_grad()
     def prepare(self, clean: torch.Tensor) -> None:
-        """Start every atom from a random loud frame of the batch's solos (exemplars)."""
+        """Start every dictionary from a batch NMF of the sounding frames of the crops."""
         spectra = self.spectra(clean.to(self.device))  # (B, N, F, T)
         generator = torch.Generator().manual_seed(0)
         for k in range(len(self.sources)):
-            frames = spectra[:, k].transpose(1, 2).reshape(-1, spectra.shape[2])  # (B T, F)
-            energy = frames.sum(-1)
-            loud = frames[energy > energy.max() * 1e-3] if bool((energy > 0).any()) else frames
-            picks = torch.randint(0, loud.shape[0], (self.arch.rank,), generator=generator)
-            atoms = loud[picks].T + loud.mean(0)[:, None] * 0.1 + 1e-12  # (F, R)
-            self.log_dictionary[k] = (atoms / atoms.sum(0, keepdim=True)).log()
+            frames = sounding_frames(spectra[:, k])
+            if frames.shape[0] >= self.arch.rank:
+                dictionary = learn_dictionary(frames, self.arch.rank, self.prepare_iterations,
+                                              self.arch.beta, generator)
+                self.log_dictionary[k] = dictionary.clamp_min(1e-30).log()
 
     def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
                       config: TrainConfig) -> torch.Tensor:

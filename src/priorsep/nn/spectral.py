@@ -88,6 +88,39 @@ def fit_activations(spectra: torch.Tensor, dictionary: torch.Tensor, iterations:
     return activations * scale
 
 
+def learn_dictionary(frames: torch.Tensor, rank: int, iterations: int, beta: float,
+                     generator: torch.Generator) -> torch.Tensor:
+    """A dictionary W (bins, rank) of unit-sum atoms with V ~ W H, both updated by the
+    multiplicative rules of the beta-divergence (the batch NMF that starts stochastic training).
+
+    Args:
+        frames: V^T (n_frames, bins), non-negative.
+    """
+    target = frames.T / frames.mean().clamp_min(1e-30) + RELATIVE_FLOOR  # (F, M)
+    dictionary = torch.rand(target.shape[0], rank, generator=generator).to(target) + 0.1
+    activations = torch.rand(rank, target.shape[1], generator=generator).to(target) + 0.1
+    for _ in range(iterations):
+        model = dictionary @ activations + RELATIVE_FLOOR
+        activations = activations * (dictionary.T @ (model.pow(beta - 2) * target)) / (
+            dictionary.T @ model.pow(beta - 1)).clamp_min(1e-30)
+        model = dictionary @ activations + RELATIVE_FLOOR
+        dictionary = dictionary * ((model.pow(beta - 2) * target) @ activations.T) / (
+            model.pow(beta - 1) @ activations.T).clamp_min(1e-30)
+        scale = dictionary.sum(0).clamp_min(1e-30)
+        dictionary = dictionary / scale
+        activations = activations * scale[:, None]
+    return dictionary
+
+
+def sounding_frames(spectra: torch.Tensor, relative: float = 1e-4) -> torch.Tensor:
+    """The frames of (batch, bins, frames) spectra louder than `relative` times the loudest
+    of their crop, as (n_frames, bins)."""
+    frames = spectra.transpose(-2, -1)  # (B, T, F)
+    energy = frames.sum(-1)
+    keep = (energy > relative * energy.amax(-1, keepdim=True)) & (energy > 0)
+    return frames[keep]
+
+
 def composite_log_likelihood(spectra: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
     """sum over (bins, frames) of log CN(X; 0, v) = -log(pi v) - |X|**2 / v.
 
@@ -109,6 +142,9 @@ class SpectralPriors(SourcePrior):
     preferred_method = "wiener"
     has_power_spectra = True
     """This family gives source variances given a mix (what the Wiener method needs)."""
+    prepare_batch = 64
+    """Crops the data-dependent start sees: its dictionaries are a batch NMF of them."""
+    prepare_iterations = 150
 
     @property
     def arch(self):

@@ -6,7 +6,8 @@ learnt power dictionary, whose output is normalised to a mean of 1 over the bins
 is free (a flat prior on log g), so a source at any level is inside its prior. The encoder
 q(z | frame) reads the frame's log power spectrum less its mean (level-free).
 
-Training maximises the ELBO on solo frames: the Itakura-Saito fit of the decoded variance (the
+Training starts each decoder's dictionary from a KL-NMF of solo frames (squared), then
+maximises the ELBO on solo frames: the Itakura-Saito fit of the decoded variance (the
 composite model's negative log-likelihood, up to a constant; the gain at its optimum
 mean_f(|X|**2 / shape)) plus `kl_weight` times KL(q || N(0, I)).
 
@@ -28,7 +29,13 @@ import torch
 from torch import nn
 
 from priorsep.config import ModelConfig, TrainConfig
-from priorsep.nn.spectral import RELATIVE_FLOOR, SpectralPriors, fit_activations
+from priorsep.nn.spectral import (
+    RELATIVE_FLOOR,
+    SpectralPriors,
+    fit_activations,
+    learn_dictionary,
+    sounding_frames,
+)
 
 SHAPE_FLOOR = 1e-5
 """Added to the normalised decoded shape (mean 1): a bin is never modelled below -50 dB."""
@@ -102,6 +109,19 @@ class SpectralVAEPriors(SpectralPriors):
                                            arch.hidden) for _ in config.sources)
         self.register_buffer("log_gain", torch.tensor([[-4.0, 2.0]] * len(config.sources)))
         """Mean and standard deviation of log g over the training frames (for samples)."""
+
+    @torch.no_grad()
+    def prepare(self, clean: torch.Tensor) -> None:
+        """Start every decoder's power dictionary from a KL-NMF of the crops' magnitude
+        frames, squared (the classical dictionary, made a power one)."""
+        spectra = self.transform.stft(clean.to(self.device)).abs()  # (B, N, F, T)
+        generator = torch.Generator().manual_seed(0)
+        for k, vae in enumerate(self.vaes):
+            frames = sounding_frames(spectra[:, k])
+            if frames.shape[0] >= self.arch.rank:
+                dictionary = learn_dictionary(frames, self.arch.rank, self.prepare_iterations,
+                                              1.0, generator)
+                vae.log_dictionary.copy_(2 * dictionary.clamp_min(1e-15).log())
 
     def powers(self, signals: torch.Tensor) -> torch.Tensor:
         """|STFT|**2 of (..., time) signals, frames last: (..., frames, bins)."""
