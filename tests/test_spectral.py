@@ -1,0 +1,123 @@
+"""The spectral families (NMF, spectral VAE): trained on solos of two synthetic instruments,
+they separate mixes of them, at any level, and give a resting part (nearly) nothing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from priorsep.api import Separator
+from priorsep.config import ModelConfig, NMFConfig, SpectralVAEConfig, TrainConfig
+from priorsep.metrics import si_sdr
+from priorsep.nn.spectral import beta_divergence, fit_activations
+from priorsep.training import train
+
+RATE = 8000
+SOURCES = ("organ", "bell")
+
+
+def note(kind: str, length: int, generator: torch.Generator) -> torch.Tensor:
+    """One note of a synthetic instrument: `organ` (harmonics 1-8 at 1/h, a low pitch) or
+    `bell` (inharmonic partials 1, 2.76, 5.4, 8.9 of a higher pitch, decaying)."""
+    time = torch.arange(length) / RATE
+    if kind == "organ":
+        f0 = [110.0, 131.0, 147.0, 165.0, 196.0][int(torch.randint(5, (1,), generator=generator))]
+        partials = [(h * f0, 1 / h) for h in range(1, 9)]
+        envelope = torch.ones(length)
+    else:
+        f0 = [520.0, 610.0, 700.0][int(torch.randint(3, (1,), generator=generator))]
+        partials = [(r * f0, a) for r, a in ((1, 1), (2.76, 0.6), (5.4, 0.4), (8.9, 0.25))]
+        envelope = torch.exp(-3 * time)
+    phases = torch.rand(len(partials), generator=generator) * 2 * math.pi
+    wave = sum(a * torch.sin(2 * math.pi * f * time + p)
+               for (f, a), p in zip(partials, phases) if f < RATE / 2)
+    return 0.2 * envelope * wave / max(a for _, a in partials)
+
+
+class SyntheticSolos:
+    """Solo crops of the two instruments, each crop a sequence of notes of 2048 samples."""
+
+    sources = SOURCES
+
+    def sample(self, generator: torch.Generator, batch: int, length: int) -> torch.Tensor:
+        crops = torch.zeros(batch, len(SOURCES), length)
+        for b in range(batch):
+            for k, kind in enumerate(SOURCES):
+                for start in range(0, length, 2048):
+                    piece = note(kind, 2048, generator)[:length - start]
+                    crops[b, k, start:start + piece.shape[0]] = piece
+        return crops
+
+
+@pytest.fixture(scope="module", params=["nmf", "vae"])
+def trained(request, tmp_path_factory):
+    architecture = (NMFConfig(n_fft=256, hop=64, rank=8, fit_iterations=100)
+                    if request.param == "nmf" else
+                    SpectralVAEConfig(n_fft=256, hop=64, rank=8, latent=4, hidden=32,
+                                      warm_iterations=50, iterations=50))
+    config = ModelConfig(sources=SOURCES, sample_rate=RATE, architecture=architecture)
+    torch.manual_seed(0)
+    priors = train(config, TrainConfig(steps=150, batch_size=4, crop_length=8192, lr=1e-2,
+                                       seed=0), SyntheticSolos(),
+                   tmp_path_factory.mktemp(request.param))
+    return Separator(priors, batch_size=2)
+
+
+def test_mixes_separate_far_above_the_mix(trained):
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(7), 3, 16384)
+    mix = trained.mixing(truth)
+    estimates = trained.separate_tensor(mix)
+    gain = si_sdr(estimates, truth) - si_sdr(mix[:, None].expand_as(truth), truth)
+    assert float(gain.mean()) > 10, gain
+
+
+def test_the_level_of_the_mix_does_not_change_the_result(trained):
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(8), 2, 16384)
+    mix = trained.mixing(truth)
+    plain = trained.separate_tensor(mix)
+    for level in (0.05, 2.0):
+        scaled = trained.separate_tensor(mix * level) / level
+        assert float(si_sdr(scaled, plain).min()) > 30
+
+
+def test_a_resting_part_gets_next_to_nothing(trained):
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(9), 2, 16384)
+    truth[:, 1, 4096:12288] = 0  # the bell rests
+    mix = trained.mixing(truth)
+    estimates = trained.separate_tensor(mix)
+    written = (trained.mixing.weights(2)[1] * estimates[:, 1, 5000:11000]).pow(2).sum()
+    assert float(10 * torch.log10(written / mix[:, 5000:11000].pow(2).sum())) < -20
+
+
+def test_the_mix_is_the_sum_of_the_contributions(trained):
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(10), 1, 8192)
+    mix = trained.mixing(truth)
+    assert torch.allclose(trained.mixing(trained.separate_tensor(mix)), mix, atol=1e-5)
+
+
+def test_misi_keeps_the_mix_and_changes_the_estimate(trained):
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(11), 1, 8192)
+    mix = trained.mixing(truth)
+    masked = trained.separate_tensor(mix)
+    trained.configure(phase="misi", misi_iterations=10)
+    try:
+        rebuilt = trained.separate_tensor(mix)
+    finally:
+        trained.configure(phase="mix")
+    assert torch.allclose(trained.mixing(rebuilt), mix, atol=1e-5)
+    assert not torch.allclose(rebuilt, masked, atol=1e-4)
+
+
+def test_multiplicative_updates_lower_the_divergence():
+    generator = torch.Generator().manual_seed(0)
+    dictionary = torch.rand(20, 3, generator=generator) + 0.01
+    truth = torch.rand(1, 3, 30, generator=generator)
+    spectra = dictionary @ truth
+    for beta in (0.0, 1.0, 2.0):
+        few = fit_activations(spectra, dictionary, 2, beta)
+        many = fit_activations(spectra, dictionary, 300, beta)
+        assert (beta_divergence(spectra, dictionary @ many + 1e-9, beta).sum()
+                < beta_divergence(spectra, dictionary @ few + 1e-9, beta).sum())
+        assert float(beta_divergence(spectra, dictionary @ many + 1e-9, beta).mean()) < 1e-3
