@@ -121,3 +121,44 @@ def test_multiplicative_updates_lower_the_divergence():
         assert (beta_divergence(spectra, dictionary @ many + 1e-9, beta).sum()
                 < beta_divergence(spectra, dictionary @ few + 1e-9, beta).sum())
         assert float(beta_divergence(spectra, dictionary @ many + 1e-9, beta).mean()) < 1e-3
+
+
+@pytest.mark.parametrize("prior,fields", [
+    ("nmf", ["n_fft=256", "hop=64", "rank=8"]),
+    ("vae", ["n_fft=256", "hop=64", "rank=8", "latent=4", "hidden=32", "iterations=30"])])
+def test_train_and_separate_through_the_command_line(tmp_path, prior, fields):
+    import soundfile
+    from typer.testing import CliRunner
+
+    from priorsep.cli import app
+    from priorsep.storage import load_model
+
+    solos = SyntheticSolos().sample(torch.Generator().manual_seed(3), 2, 16384)
+    root = tmp_path / "solos"
+    for k, name in enumerate(SOURCES):
+        (root / name).mkdir(parents=True)
+        for index in range(2):
+            soundfile.write(root / name / f"{index}.wav", solos[index, k].numpy(), RATE)
+    out = tmp_path / "model"
+    sets = [item for field in fields for item in ("--set", field)]
+    result = CliRunner().invoke(app, [
+        "train", "--dataset", "folder", "--root", str(root), "--prior", prior,
+        "--sample-rate", str(RATE), "--out", str(out), "--steps", "60", "--batch-size", "4",
+        "--crop-length", "4096", "--lr", "1e-2", "-q", *sets])
+    assert result.exit_code == 0, result.output
+    assert load_model(out).config.family == prior
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(4), 1, 16384)[0]
+    mix = truth.mean(0)
+    soundfile.write(tmp_path / "mix.wav", mix.numpy(), RATE, subtype="FLOAT")
+    for phase in ("mix", "misi"):
+        result = CliRunner().invoke(app, [
+            "separate", str(tmp_path / "mix.wav"), "-m", str(out), "-o",
+            str(tmp_path / phase), "--float32", "--phase", phase, "-q"])
+        assert result.exit_code == 0, result.output
+        stems = torch.stack([torch.from_numpy(soundfile.read(
+            tmp_path / phase / "mix" / f"{name}.wav", dtype="float32")[0]) for name in SOURCES])
+        gain = si_sdr(stems, truth) - si_sdr(mix.expand_as(truth), truth)
+        assert float(gain.min()) > 8, (phase, gain)
+    result = CliRunner().invoke(app, ["separate", str(tmp_path / "mix.wav"), "-m", "toy",
+                                      "-o", str(tmp_path / "toy"), "--phase", "misi"])
+    assert result.exit_code == 2 and "--phase applies to the wiener method" in result.output

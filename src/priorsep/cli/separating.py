@@ -57,8 +57,13 @@ def separate(
         help="diffusion (the diffusion sampler, for score priors), langevin (Langevin "
              "posterior sampling), posterior (one pass of the model's amortised encoder) or "
              "posterior+langevin (the encoder starts a short Langevin run: a quarter of the "
-             "model's steps unless --steps) or extract (staged extraction by evidence, the "
-             "generator priors' method). Default: the model's own.")] = None,
+             "model's steps unless --steps), extract (staged extraction by evidence, the "
+             "generator priors' method) or wiener (posterior means under the spectral models "
+             "of the nmf and vae families). Default: the model's own.")] = None,
+    phase: Annotated[str | None, typer.Option(
+        help="With --method wiener: the stems' phase, mix (the Wiener share of the mix's "
+             "STFT) or misi (those magnitudes, phases made consistent with the mix by MISI). "
+             "Default: the model's own.")] = None,
     samples: Annotated[int, typer.Option(
         help="With the posterior methods: average this many encoder draws (0: its mean).")
     ] = 0,
@@ -162,10 +167,12 @@ def separate(
 
     separator = Separator.from_pretrained(model, resolve_device(device), notify=notice,
                                           method=method, samples=samples)
+    if phase is not None and separator.method != "wiener":
+        raise UsageError(f"--phase applies to the wiener method, not {separator.method}")
     try:
-        separator.configure(steps=steps, seed=seed, n_chains=chains)
+        separator.configure(steps=steps, seed=seed, n_chains=chains, phase=phase)
     except UsageError as error:
-        raise UsageError(f"--steps/--chains/--seed: {error}") from None
+        raise UsageError(f"--steps/--chains/--seed/--phase: {error}") from None
     if segment is not None:
         separator.segment_length = max(
             round(segment * separator.sample_rate) // separator.multiple, 1) * separator.multiple
