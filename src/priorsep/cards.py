@@ -22,7 +22,9 @@ TAGS = ("audio", "source-separation", "priorsep")
 FAMILY_TAGS = {"flowavenet": ("normalizing-flow", "flowavenet"),
                "score": ("score-based", "diffusion"),
                "wavenet": ("autoregressive", "wavenet"),
-               "wavetable": ("wavetable", "generator")}
+               "wavetable": ("wavetable", "generator"),
+               "nmf": ("nmf", "spectral"),
+               "vae": ("vae", "spectral")}
 REFERENCES = (
     "FloWaveNet: Kim et al. 2019, *FloWaveNet: A Generative Flow for Raw Audio*, arXiv:1811.02155",
     "BASIS: Jayaram & Thickstun 2020, *Source Separation with Deep Generative Priors*, "
@@ -34,6 +36,15 @@ REFERENCES = (
     "WaveNet: van den Oord et al. 2016, *WaveNet: A Generative Model for Raw Audio*, "
     "arXiv:1609.03499",
     "Wavetables: Shan et al. 2022, *Differentiable Wavetable Synthesis*, arXiv:2111.10003",
+    "Composite model: Févotte, Bertin & Durrieu 2009, *Nonnegative Matrix Factorization with "
+    "the Itakura-Saito Divergence*, Neural Computation 21(3)",
+    "Supervised NMF: Smaragdis, Raj & Shashanka 2007, *Supervised and Semi-Supervised "
+    "Separation of Sounds from Single-Channel Mixtures*, ICA",
+    "VAE variance models: Bando et al. 2018, *Statistical Speech Enhancement Based on "
+    "Probabilistic Integration of Variational Autoencoder and Non-Negative Matrix "
+    "Factorization*, ICASSP",
+    "MISI: Gunawan & Sen 2010, *Iterative Phase Estimation for the Synthesis of Separated "
+    "Sources from Single-Channel Mixtures*, IEEE SPL",
 )
 
 
@@ -72,7 +83,8 @@ def family_name(config: ModelConfig) -> str:
     """How a card names the priors' family."""
     return {"flowavenet": "FloWaveNet", "score": "Score-based",
             "wavenet": "Autoregressive WaveNet", "gaussian": "Analytic Gaussian",
-            "wavetable": "Wavetable generator"}.get(
+            "wavetable": "Wavetable generator", "nmf": "NMF spectral",
+            "vae": "Spectral VAE"}.get(
         config.family, config.family)
 
 
@@ -169,6 +181,9 @@ def model_card(config: ModelConfig, info: dict[str, Any], *, title: str = "prior
         "source has its own prior, learned from solo recordings of that source only; a mix "
         + ("is separated by extracting its sources one at a time, the best-explaining class "
            "first (`--method extract`)." if config.family == "wavetable" else
+           "is separated by the posterior mean under the Gaussian composite model: each "
+           "source's spectral variances are fitted to the mix and each source is its Wiener "
+           "share of it (`--method wiener`)." if config.family in ("nmf", "vae") else
            "is separated by sampling the sources from the posterior under the mix."), "",
         *_usage(repo_id, len(config.sources)), "",
         "## Model", "",

@@ -358,19 +358,35 @@ class AudioProgress(TerminalProgress):
                           highlight=False)
 
 
+EXAMPLES = {"toy": ("toy_mix.wav", "1 s of the toy test split: sine+sawtooth+square+triangle, "
+                                    "for the toy models"),
+            "chorale": ("chorale_mix.wav", "10 s of a test-split chorale, BWV 13.6: violin, "
+                                           "clarinet, tenor sax and bassoon, for the chorales "
+                                           "models")}
+"""The bundled example mixes: name -> (file in priorsep/examples, what it is)."""
+
+
 @app.command()
 @reports_errors
 def example(
-    out: Annotated[Path, typer.Argument(help="Where to write the example mix.")] = Path(
-        "toy_mix.wav"),
+    out: Annotated[Path | None, typer.Argument(
+        help="Where to write the example mix (default: toy_mix.wav or chorale_mix.wav).",
+        show_default=False)] = None,
+    name: Annotated[str, typer.Option(
+        "--name", help="Which example: " + "; ".join(f"{key} ({text})" for key, (_, text)
+                                                     in EXAMPLES.items()) + ".")] = "toy",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
-    """Write the bundled example mix (1 s of the toy test split: sine+sawtooth+square+triangle)."""
+    """Write a bundled example mix (--name toy: the toy test split; --name chorale: a chorale)."""
     import shutil
     from importlib.resources import as_file, files
 
+    if name not in EXAMPLES:
+        raise UsageError(f"--name {name}: choose {' or '.join(EXAMPLES)}")
+    file_name = EXAMPLES[name][0]
+    out = Path(file_name) if out is None else out
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists (use --overwrite to replace it)")
-    with as_file(files("priorsep") / "examples" / "toy_mix.wav") as source:
+    with as_file(files("priorsep") / "examples" / file_name) as source:
         shutil.copyfile(source, out)
     console.print(f"wrote {out}", highlight=False)

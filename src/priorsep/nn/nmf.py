@@ -59,6 +59,7 @@ class NMFPriors(SpectralPriors):
     """
 
     validation_name = "validation log-likelihood (nats/sample, composite model)"
+    prepare_batch = 96
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

@@ -79,12 +79,10 @@ def fit_activations(spectra: torch.Tensor, dictionary: torch.Tensor, iterations:
         activations = activations / dictionary.sum(dim=-2).mean()
     else:
         activations = activations / scale
-    penalty = sparsity
     for _ in range(iterations):
         model = dictionary @ activations + RELATIVE_FLOOR
-        numerator = transposed @ (model.pow(beta - 2) * target)
-        denominator = transposed @ model.pow(beta - 1) + penalty
-        activations = activations * numerator / denominator.clamp_min(1e-30)
+        numerator, denominator = _update_terms(target, model, transposed, beta)
+        activations = activations * numerator / (denominator + sparsity).clamp_min(1e-30)
     return activations * scale
 
 
@@ -101,11 +99,12 @@ def learn_dictionary(frames: torch.Tensor, rank: int, iterations: int, beta: flo
     activations = torch.rand(rank, target.shape[1], generator=generator).to(target) + 0.1
     for _ in range(iterations):
         model = dictionary @ activations + RELATIVE_FLOOR
-        activations = activations * (dictionary.T @ (model.pow(beta - 2) * target)) / (
-            dictionary.T @ model.pow(beta - 1)).clamp_min(1e-30)
+        numerator, denominator = _update_terms(target, model, dictionary.T, beta)
+        activations = activations * numerator / denominator.clamp_min(1e-30)
         model = dictionary @ activations + RELATIVE_FLOOR
-        dictionary = dictionary * ((model.pow(beta - 2) * target) @ activations.T) / (
-            model.pow(beta - 1) @ activations.T).clamp_min(1e-30)
+        # the same rule for W, on the transposed problem V^T ~ H^T W^T
+        numerator, denominator = _update_terms(target.T, model.T, activations, beta)
+        dictionary = dictionary * (numerator / denominator.clamp_min(1e-30)).T
         scale = dictionary.sum(0).clamp_min(1e-30)
         dictionary = dictionary / scale
         activations = activations * scale[:, None]
@@ -119,6 +118,20 @@ def sounding_frames(spectra: torch.Tensor, relative: float = 1e-4) -> torch.Tens
     energy = frames.sum(-1)
     keep = (energy > relative * energy.amax(-1, keepdim=True)) & (energy > 0)
     return frames[keep]
+
+
+def _update_terms(target: torch.Tensor, model: torch.Tensor, transposed: torch.Tensor,
+                  beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """W^T ((W H)**(beta - 2) V) and W^T (W H)**(beta - 1), without general powers for the
+    usual betas (Itakura-Saito, KL, Euclidean)."""
+    if beta == 1:
+        return transposed @ (target / model), transposed.sum(dim=-1, keepdim=True)
+    if beta == 0:
+        inverse = 1 / model
+        return transposed @ (target * inverse * inverse), transposed @ inverse
+    if beta == 2:
+        return transposed @ target, transposed @ model
+    return transposed @ (model.pow(beta - 2) * target), transposed @ model.pow(beta - 1)
 
 
 def composite_log_likelihood(spectra: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
@@ -143,7 +156,8 @@ class SpectralPriors(SourcePrior):
     has_power_spectra = True
     """This family gives source variances given a mix (what the Wiener method needs)."""
     prepare_batch = 64
-    """Crops the data-dependent start sees: its dictionaries are a batch NMF of them."""
+    """Crops the data-dependent start sees: its dictionaries are a batch NMF of them (a
+    family may ask for more)."""
     prepare_iterations = 150
 
     @property

@@ -10,10 +10,10 @@ NMF lets any non-negative mix of atoms explain a frame; the decoder only the com
 note of the instrument makes. The encoder q(z | frame) reads the frame's log power spectrum
 less its mean (level-free).
 
-Training: the dictionaries as in the NMF family, and the ELBO of solo frames with the
-dictionaries held fixed in it: the Itakura-Saito fit of the decoded variance (the composite
-model's negative log-likelihood up to a constant, the gain at its optimum
-mean_f(|X|**2 / shape)) plus `kl_weight` times KL(q || N(0, I)).
+Training: the dictionaries are a batch NMF of the solos (`prepare`: KL on magnitudes, of
+`prepare_batch` crops) and stay fixed; then the ELBO of solo frames: the Itakura-Saito fit of
+the decoded variance (the composite model's negative log-likelihood up to a constant, the gain
+at its optimum mean_f(|X|**2 / shape)) plus `kl_weight` times KL(q || N(0, I)).
 
 Separation infers every source's (z_t, g_t) under the mix's likelihood,
 x_ft ~ CN(0, sum_k g_k,t shape_k(z_k,t)_f), by gradient steps on the log posterior, started
@@ -106,30 +106,38 @@ class SpectralVAEPriors(SpectralPriors):
         self.nmf = NMFPriors(dataclasses.replace(config, family="", architecture=NMFConfig(
             n_fft=arch.n_fft, hop=arch.hop, rank=arch.rank, beta=1.0, power=1.0,
             fit_iterations=arch.warm_iterations)))
+        self.nmf.log_dictionary.requires_grad_(False)  # learnt in `prepare`, then fixed
         self.vaes = nn.ModuleList(FrameVAE(self.transform.bins, arch.rank, arch.latent,
                                            arch.hidden) for _ in config.sources)
         self.register_buffer("log_gain", torch.tensor([[-4.0, 2.0]] * len(config.sources)))
         """Mean and standard deviation of log g over the training frames (for samples)."""
 
+    prepare_batch = 192
+
     def atoms(self) -> torch.Tensor:
-        """The decoders' power atoms W_k**2, (n_sources, bins, rank), held fixed (detached)."""
+        """The decoders' power atoms W_k**2, (n_sources, bins, rank)."""
         return self.nmf.dictionaries.detach().pow(2)
 
     def prepare(self, clean: torch.Tensor) -> None:
-        """The dictionaries' start: a batch NMF of the crops (`NMFPriors.prepare`)."""
+        """The dictionaries: a batch NMF of the crops (`NMFPriors.prepare`)."""
         self.nmf.prepare(clean)
 
-    def forward(self, power: torch.Tensor, noise: torch.Tensor, activations: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The training pass DDP wraps.
+    def powers(self, signals: torch.Tensor) -> torch.Tensor:
+        """|STFT|**2 of (..., time) signals, frames last: (..., frames, bins)."""
+        spectra = self.transform.stft(signals)
+        return (spectra.real.pow(2) + spectra.imag.pow(2)).transpose(-2, -1)
+
+    def forward(self, power: torch.Tensor, noise: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The autoencoder pass DDP wraps.
 
         Args:
             power: (n_sources, frames, bins) power frames; noise: (n_sources, frames, latent)
-                standard normal; activations: (B, N, rank, frames) the NMF fit of the batch.
+                standard normal.
 
         Returns:
             (shapes (n_sources, frames, bins), means and log-variances (n_sources, frames,
-            latent), the NMF model spectra (B, N, bins, frames)).
+            latent)).
         """
         atoms = self.atoms()
         shapes, means, log_variances = [], [], []
@@ -138,16 +146,13 @@ class SpectralVAEPriors(SpectralPriors):
             shapes.append(vae.shape(mean + noise[k] * (0.5 * log_variance).exp(), atoms[k]))
             means.append(mean)
             log_variances.append(log_variance)
-        return (torch.stack(shapes), torch.stack(means), torch.stack(log_variances),
-                self.nmf(activations))
+        return torch.stack(shapes), torch.stack(means), torch.stack(log_variances)
 
     def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
                       config: TrainConfig) -> torch.Tensor:
-        """The NMF family's loss of the dictionaries plus the negative ELBO per bin over the
-        frames that sound: Itakura-Saito fit at the optimal gain plus kl_weight * KL(q(z |
-        frame) || N(0, I))."""
-        batch = self.nmf.fit_batch(clean)
-        power = batch.spectra.pow(2).transpose(-2, -1)  # (B, N, T, F)
+        """Negative ELBO per bin over the frames that sound: Itakura-Saito fit at the optimal
+        gain plus kl_weight * KL(q(z | frame) || N(0, I))."""
+        power = self.powers(clean.to(self.device))  # (B, N, T, F)
         n_sources, bins = power.shape[1], power.shape[-1]
         power = power.transpose(0, 1).reshape(n_sources, -1, bins)  # (N, B T, F)
         energy = power.sum(-1)  # (N, M)
@@ -155,15 +160,13 @@ class SpectralVAEPriors(SpectralPriors):
         loudest = crop_max.expand(-1, -1, energy.shape[1] // clean.shape[0]).reshape_as(energy)
         weight = ((energy > QUIET_FRAME * loudest) & (energy > 0)).float()
         noise = torch.randn(*power.shape[:2], self.arch.latent, generator=generator)
-        shapes, means, log_variances, model_spectra = model(power, noise.to(power),
-                                                            batch.activations)
+        shapes, means, log_variances = model(power, noise.to(power))
         gain = optimal_gain(power, shapes).detach()
         fit = itakura_saito(power, gain * shapes)
         kl = 0.5 * (means.pow(2) + log_variances.exp() - log_variances - 1).sum(-1)
         self._track_gains(gain[..., 0], weight)
         per_frame = (fit + self.arch.kl_weight * kl) / bins
-        elbo = (per_frame * weight).sum() / weight.sum().clamp_min(1.0)
-        return elbo + self.nmf.batch_loss(batch, model_spectra)
+        return (per_frame * weight).sum() / weight.sum().clamp_min(1.0)
 
     @torch.no_grad()
     def _track_gains(self, gain: torch.Tensor, weight: torch.Tensor) -> None:
