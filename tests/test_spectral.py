@@ -162,3 +162,40 @@ def test_train_and_separate_through_the_command_line(tmp_path, prior, fields):
     result = CliRunner().invoke(app, ["separate", str(tmp_path / "mix.wav"), "-m", "toy",
                                       "-o", str(tmp_path / "toy"), "--phase", "misi"])
     assert result.exit_code == 2 and "--phase applies to the wiener method" in result.output
+
+
+@pytest.mark.parametrize("model", ["chorales", "chorales-nmf"])
+def test_the_bundled_chorale_models_separate_the_bundled_chorale(tmp_path, model):
+    import soundfile
+    from typer.testing import CliRunner
+
+    from priorsep.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["example", str(tmp_path / "chorale.wav"), "--name", "chorale"])
+    assert result.exit_code == 0, result.output
+    mix, rate = soundfile.read(tmp_path / "chorale.wav", dtype="float32")
+    assert rate == 16000 and mix.shape == (160000,)
+    result = runner.invoke(app, ["separate", str(tmp_path / "chorale.wav"), "-m", model,
+                                 "-o", str(tmp_path / "stems"), "--float32", "--duration", "4",
+                                 "-q"])
+    assert result.exit_code == 0, result.output
+    stems = torch.stack([torch.from_numpy(soundfile.read(
+        tmp_path / "stems" / "chorale" / f"{name}.wav", dtype="float32")[0])
+        for name in ("violin", "clarinet", "saxophone", "bassoon")])
+    mix = torch.from_numpy(mix[:stems.shape[-1]])
+    assert torch.allclose(stems.mean(0), mix, atol=1e-4)  # the mix is their mean
+    for stem in stems:  # every stem its own part: none is (a scaled copy of) the mix
+        correlation = (stem * mix).sum() / (stem.norm() * mix.norm())
+        assert float(correlation) < 0.9
+    # the parts are not each other either: the soprano's stem barely correlates with the bass's
+    assert abs(float((stems[0] * stems[3]).sum() / (stems[0].norm() * stems[3].norm()))) < 0.2
+
+
+def test_the_chorale_example_refuses_an_unknown_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from priorsep.cli import app
+
+    result = CliRunner().invoke(app, ["example", str(tmp_path / "x.wav"), "--name", "drums"])
+    assert result.exit_code == 2 and "choose toy or chorale" in result.output
