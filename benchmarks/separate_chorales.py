@@ -79,7 +79,7 @@ def family_fit(separator: Separator, contributions: torch.Tensor, mix: torch.Ten
         contributions: (n_sources, time) a_k s_k; mix: (time,) their sum.
     """
     priors = separator.priors
-    if not getattr(priors, "has_power_spectra", False):
+    if not priors.has_power_spectra:
         return None
     transform = priors.transform
     with torch.no_grad():

@@ -199,3 +199,15 @@ def test_the_chorale_example_refuses_an_unknown_name(tmp_path):
 
     result = CliRunner().invoke(app, ["example", str(tmp_path / "x.wav"), "--name", "drums"])
     assert result.exit_code == 2 and "choose toy or chorale" in result.output
+
+
+def test_the_wiener_method_needs_a_spectral_family():
+    from priorsep.config import GaussianConfig
+    from priorsep.errors import CapabilityError
+    from priorsep.nn.registry import build_priors
+
+    gaussian = build_priors(ModelConfig(sources=SOURCES, architecture=GaussianConfig(
+        (0.0, 0.0), (1.0, 1.0))))
+    separator = Separator(gaussian, method="wiener", segment_length=256)
+    with pytest.raises(CapabilityError, match="give no power spectra"):
+        separator.separate_tensor(torch.randn(256))

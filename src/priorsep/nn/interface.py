@@ -102,6 +102,9 @@ class SourcePrior(nn.Module):
     """
 
     has_log_prob: ClassVar[bool] = False
+    has_power_spectra: ClassVar[bool] = False
+    """Whether the family gives every source's spectral variances given a mix
+    (`mix_variances`, `source_variances`, `transform`): what the wiener method needs."""
     preferred_method: ClassVar[str | None] = None
     """The separation method the family works best with (None: langevin for a density,
     diffusion for a score family)."""

@@ -181,5 +181,6 @@ class NMFPriors(SpectralPriors):
         arch = self.arch
         divergence = {0.0: "Itakura-Saito", 1.0: "KL", 2.0: "Euclidean"}.get(
             arch.beta, f"beta={arch.beta:g}")
-        return (f"NMF dictionaries, {arch.rank} atoms per source, {divergence} on "
-                f"|STFT|^{arch.power:g} (n_fft {arch.n_fft}, hop {arch.hop})")
+        spectra = {1.0: "magnitude", 2.0: "power"}.get(arch.power, f"STFT magnitude^{arch.power:g}")
+        return (f"NMF dictionaries, {arch.rank} atoms per source, {divergence} on {spectra} "
+                f"spectra (n_fft {arch.n_fft}, hop {arch.hop})")

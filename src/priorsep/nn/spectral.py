@@ -154,7 +154,6 @@ class SpectralPriors(SourcePrior):
     has_log_prob = True
     preferred_method = "wiener"
     has_power_spectra = True
-    """This family gives source variances given a mix (what the Wiener method needs)."""
     prepare_batch = 64
     """Crops the data-dependent start sees: its dictionaries are a batch NMF of them (a
     family may ask for more)."""

@@ -35,7 +35,7 @@ def wiener_separate(priors: SourcePrior, mixes: torch.Tensor, mixing: Mixing,
     Raises:
         CapabilityError: the priors give no power spectra.
     """
-    if not getattr(priors, "has_power_spectra", False):
+    if not priors.has_power_spectra:
         raise CapabilityError(f"{priors.config.family} priors give no power spectra: the "
                               "wiener method needs a spectral family (nmf, vae)")
     transform = priors.transform
