@@ -18,8 +18,6 @@ model); Févotte and Idier 2011 (beta-divergence multiplicative updates).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -37,18 +35,6 @@ SILENT_POWER = 1e-8
 """Crops whose mean power is below this (-80 dB) train nothing."""
 TRAIN_FIT_ITERATIONS = 50
 """Multiplicative updates of a training batch's activations (the dictionary moves slowly)."""
-
-
-@dataclass(frozen=True)
-class NMFBatch:
-    """A training batch as NMF sees it: `spectra` (B, N, bins, frames), each crop's mean
-    `scale` and whether it is `sounding` (B, N), the fitted `activations` (B, N, rank,
-    frames)."""
-
-    spectra: torch.Tensor
-    scale: torch.Tensor
-    sounding: torch.Tensor
-    activations: torch.Tensor
 
 
 class NMFPriors(SpectralPriors):
@@ -140,35 +126,26 @@ class NMFPriors(SpectralPriors):
                                               self.arch.beta, generator)
                 self.log_dictionary[k] = dictionary.clamp_min(1e-30).log()
 
-    @torch.no_grad()
-    def fit_batch(self, clean: torch.Tensor) -> NMFBatch:
-        """A training batch's spectra and their activations, fitted with the dictionaries
-        fixed (the first half of a training step)."""
+    def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
+                      config: TrainConfig) -> torch.Tensor:
+        """The beta-divergence of the batch's spectra from W_k h, h fitted with W_k fixed,
+        per bin and relative to each crop's mean (so every crop counts alike); silent crops
+        are left out."""
         spectra = self.spectra(clean.to(self.device))  # (B, N, F, T)
         scale = spectra.mean(dim=(-2, -1))  # (B, N)
         sounding = scale > SILENT_POWER ** (self.arch.power / 2)
-        dictionaries = self.dictionaries
-        activations = torch.stack(
-            [self.fit(spectra[:, k], dictionaries[k], TRAIN_FIT_ITERATIONS)
-             for k in range(len(self.sources))], dim=1)  # (B, N, R, T)
-        self._track_activations(activations, scale, sounding)
-        return NMFBatch(spectra, scale, sounding, activations)
-
-    def batch_loss(self, batch: NMFBatch, model_spectra: torch.Tensor) -> torch.Tensor:
-        """The beta-divergence of the batch's spectra from the model's, per bin and relative
-        to each crop's mean (so every crop counts alike); silent crops left out."""
-        norm = batch.scale.clamp_min(1e-30)[..., None, None]
-        divergence = beta_divergence(batch.spectra / norm + RELATIVE_FLOOR,
-                                     model_spectra / norm + RELATIVE_FLOOR, self.arch.beta)
+        with torch.no_grad():
+            dictionaries = self.dictionaries
+            activations = torch.stack(
+                [self.fit(spectra[:, k], dictionaries[k], TRAIN_FIT_ITERATIONS)
+                 for k in range(len(self.sources))], dim=1)  # (B, N, R, T)
+            self._track_activations(activations, scale, sounding)
+        norm = scale.clamp_min(1e-30)[..., None, None]
+        divergence = beta_divergence(spectra / norm + RELATIVE_FLOOR,
+                                     model(activations) / norm + RELATIVE_FLOOR, self.arch.beta)
         per_crop = divergence.mean(dim=(-2, -1))  # (B, N)
-        weight = batch.sounding.float()
+        weight = sounding.float()
         return (per_crop * weight).sum() / weight.sum().clamp_min(1.0)
-
-    def training_loss(self, model: nn.Module, clean: torch.Tensor, generator: torch.Generator,
-                      config: TrainConfig) -> torch.Tensor:
-        """`batch_loss` of W_k h, h fitted with W_k fixed (`fit_batch`)."""
-        batch = self.fit_batch(clean)
-        return self.batch_loss(batch, model(batch.activations))
 
     def _track_activations(self, activations: torch.Tensor, scale: torch.Tensor,
                            sounding: torch.Tensor) -> None:
