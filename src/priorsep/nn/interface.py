@@ -105,6 +105,9 @@ class SourcePrior(nn.Module):
     has_power_spectra: ClassVar[bool] = False
     """Whether the family gives every source's spectral variances given a mix
     (`mix_variances`, `source_variances`, `transform`): what the wiener method needs."""
+    prepare_batch: ClassVar[int | None] = None
+    """Crops `prepare` sees before the first step (None: one training batch); a family whose
+    data-dependent start is a fit of its own (the spectral families' batch NMF) asks for more."""
     preferred_method: ClassVar[str | None] = None
     """The separation method the family works best with (None: langevin for a density,
     diffusion for a score family)."""

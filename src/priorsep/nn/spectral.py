@@ -51,8 +51,7 @@ def beta_divergence(target: torch.Tensor, model: torch.Tensor, beta: float) -> t
 
 
 def fit_activations(spectra: torch.Tensor, dictionary: torch.Tensor, iterations: int,
-                    beta: float, sparsity: float = 0.0,
-                    activations: torch.Tensor | None = None) -> torch.Tensor:
+                    beta: float, sparsity: float = 0.0) -> torch.Tensor:
     """Non-negative activations H minimising d_beta(V | W H) + sparsity * mean(V) * sum(H)
     by multiplicative updates, the dictionary fixed:
 
@@ -61,7 +60,6 @@ def fit_activations(spectra: torch.Tensor, dictionary: torch.Tensor, iterations:
     Args:
         spectra: V (batch, bins, frames), non-negative.
         dictionary: W (bins, rank) or (batch, bins, rank), positive.
-        activations: a starting H (batch, rank, frames) (default: the flat fit).
 
     Returns:
         H (batch, rank, frames).
@@ -72,13 +70,9 @@ def fit_activations(spectra: torch.Tensor, dictionary: torch.Tensor, iterations:
     scale = spectra.mean(dim=(-2, -1), keepdim=True).clamp_min(1e-30)  # (B, 1, 1)
     target = spectra / scale + RELATIVE_FLOOR
     transposed = dictionary.transpose(-2, -1)
-    if activations is None:
-        rank = dictionary.shape[-1]
-        activations = torch.ones(spectra.shape[0], rank, spectra.shape[-1],
-                                 dtype=spectra.dtype, device=spectra.device)
-        activations = activations / dictionary.sum(dim=-2).mean()
-    else:
-        activations = activations / scale
+    activations = torch.ones(spectra.shape[0], dictionary.shape[-1], spectra.shape[-1],
+                             dtype=spectra.dtype, device=spectra.device)
+    activations = activations / dictionary.sum(dim=-2).mean()  # the flat fit
     for _ in range(iterations):
         model = dictionary @ activations + RELATIVE_FLOOR
         numerator, denominator = _update_terms(target, model, transposed, beta)
@@ -134,6 +128,11 @@ def _update_terms(target: torch.Tensor, model: torch.Tensor, transposed: torch.T
     return transposed @ (model.pow(beta - 2) * target), transposed @ model.pow(beta - 1)
 
 
+def power_of(spectra: torch.Tensor) -> torch.Tensor:
+    """|X|**2 of complex spectra, elementwise."""
+    return spectra.real.pow(2) + spectra.imag.pow(2)
+
+
 def composite_log_likelihood(spectra: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
     """sum over (bins, frames) of log CN(X; 0, v) = -log(pi v) - |X|**2 / v.
 
@@ -143,8 +142,7 @@ def composite_log_likelihood(spectra: torch.Tensor, variances: torch.Tensor) -> 
     Returns:
         (...) in nats.
     """
-    power = spectra.real.pow(2) + spectra.imag.pow(2)
-    return -(torch.log(math.pi * variances) + power / variances).sum(dim=(-2, -1))
+    return -(torch.log(math.pi * variances) + power_of(spectra) / variances).sum(dim=(-2, -1))
 
 
 class SpectralPriors(SourcePrior):
@@ -154,10 +152,8 @@ class SpectralPriors(SourcePrior):
     has_log_prob = True
     preferred_method = "wiener"
     has_power_spectra = True
-    prepare_batch = 64
-    """Crops the data-dependent start sees: its dictionaries are a batch NMF of them (a
-    family may ask for more)."""
     prepare_iterations = 150
+    """Multiplicative updates of the batch NMF that starts the dictionaries (`prepare`)."""
 
     @property
     def arch(self):

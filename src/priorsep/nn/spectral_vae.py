@@ -1,7 +1,7 @@
 """Deep spectral priors: a variational autoencoder of power-spectrum frames per source class.
 
 A prior over the activations of an NMF dictionary. Each source class has a magnitude
-dictionary W_k (an `NMFPriors` inside, trained as that family trains: KL on magnitudes), and
+dictionary W_k (an `NMFPriors` inside: a KL-NMF of the solos' magnitudes, then fixed), and
 source k's frame t has composite-model variance v_t = g_t * shape_k(z_t)
 (`priorsep.nn.spectral`): z_t ~ N(0, I) (`latent` numbers) goes through an MLP to `rank`
 non-negative activations of the power atoms W_k**2, normalised to a mean of 1 over the bins;
@@ -36,7 +36,7 @@ from torch import nn
 
 from priorsep.config import ModelConfig, NMFConfig, TrainConfig
 from priorsep.nn.nmf import NMFPriors
-from priorsep.nn.spectral import RELATIVE_FLOOR, SpectralPriors
+from priorsep.nn.spectral import RELATIVE_FLOOR, SpectralPriors, power_of
 from priorsep.signal.filtering import wiener
 
 SHAPE_FLOOR = 1e-5
@@ -99,6 +99,7 @@ class SpectralVAEPriors(SpectralPriors):
     """
 
     validation_name = "validation log-likelihood (nats/sample, composite model)"
+    prepare_batch = 192
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -112,8 +113,6 @@ class SpectralVAEPriors(SpectralPriors):
         self.register_buffer("log_gain", torch.tensor([[-4.0, 2.0]] * len(config.sources)))
         """Mean and standard deviation of log g over the training frames (for samples)."""
 
-    prepare_batch = 192
-
     def atoms(self) -> torch.Tensor:
         """The decoders' power atoms W_k**2, (n_sources, bins, rank)."""
         return self.nmf.dictionaries.detach().pow(2)
@@ -125,7 +124,7 @@ class SpectralVAEPriors(SpectralPriors):
     def powers(self, signals: torch.Tensor) -> torch.Tensor:
         """|STFT|**2 of (..., time) signals, frames last: (..., frames, bins)."""
         spectra = self.transform.stft(signals)
-        return (spectra.real.pow(2) + spectra.imag.pow(2)).transpose(-2, -1)
+        return power_of(spectra).transpose(-2, -1)
 
     def forward(self, power: torch.Tensor, noise: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -180,7 +179,7 @@ class SpectralVAEPriors(SpectralPriors):
     @torch.no_grad()
     def source_variances(self, spectra: torch.Tensor) -> torch.Tensor:
         """Each source's variance at the encoder's mean latent and the optimal gain."""
-        power = (spectra.real.pow(2) + spectra.imag.pow(2)).transpose(-2, -1)  # (B, N, T, F)
+        power = power_of(spectra).transpose(-2, -1)  # (B, N, T, F)
         atoms = self.atoms()
         out = []
         for k, vae in enumerate(self.vaes):
@@ -204,16 +203,14 @@ class SpectralVAEPriors(SpectralPriors):
         """The NMF solution: each source's power in its Wiener share of the mix under the
         dictionaries' fit, (n_classes, B, T, F) from mix_spectra (B, F, T)."""
         variances = self.nmf.mix_variances(mix_spectra, classes)[:, classes]  # (B, n, F, T)
-        shares = wiener(variances, mix_spectra)
-        power = shares.real.pow(2) + shares.imag.pow(2)
-        return power.permute(1, 0, 3, 2)
+        return power_of(wiener(variances, mix_spectra)).permute(1, 0, 3, 2)
 
     def mix_variances(self, mix_spectra: torch.Tensor, classes: list[int] | None = None
                       ) -> torch.Tensor:
         classes = list(range(len(self.sources))) if classes is None else classes
         arch = self.arch
         atoms = self.atoms()
-        power = (mix_spectra.real.pow(2) + mix_spectra.imag.pow(2)).transpose(-2, -1)  # (B,T,F)
+        power = power_of(mix_spectra).transpose(-2, -1)  # (B, T, F)
         floor = RELATIVE_FLOOR * power.mean(dim=(-2, -1), keepdim=True)
         with torch.no_grad():
             shares = self.warm_start(mix_spectra, classes)  # (n, B, T, F)

@@ -107,8 +107,8 @@ def train(
     def prepare() -> None:
         if init_state is not None:
             priors.load_state_dict(init_state)
-        crops = getattr(priors, "prepare_batch", None) or train_config.batch_size
-        priors.prepare(data.sample(generator, crops, length))
+        priors.prepare(data.sample(generator, priors.prepare_batch or train_config.batch_size,
+                                   length))
 
     def batch_loss(model: torch.nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         clean = data.sample(generator, train_config.batch_size, length)
