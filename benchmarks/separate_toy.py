@@ -75,7 +75,7 @@ def parse_setting(text: str, separator: Separator) -> tuple[str, int, dict]:
     config_class = DiffusionConfig if method == "diffusion" else LangevinConfig
     types = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
     if method == "extract":  # its own fields, the others its refinement sampler's
-        refine = values.get("refine", separator.extract.refine)
+        refine = values.get("refine", separator.settings["extract"].refine)
         types = {f.name: str(f.type) for f in dataclasses.fields(
             DiffusionConfig if refine == "diffusion" else LangevinConfig)}
         types.update({f.name: str(f.type) for f in dataclasses.fields(ExtractConfig)})
@@ -116,14 +116,14 @@ def evaluate(separator: Separator, mixes: torch.Tensor, truth: torch.Tensor, sta
         if start == "halfway":
             initial = 0.5 * (initial + separator.mixing.least_norm_sources(chunk, initial.shape[1]))
         if separator.method == "diffusion":
-            config = dataclasses.replace(separator.diffusion,
-                                         sigma_max=min(start_sigma,
-                                                       separator.diffusion.sigma_max))
+            diffusion = separator.settings["diffusion"]
+            config = dataclasses.replace(diffusion,
+                                         sigma_max=min(start_sigma, diffusion.sigma_max))
             result = diffusion_separate(separator.priors, chunk, separator.mixing, config,
                                         initial=initial)
         else:
             result = langevin_separate(separator.priors, chunk, separator.mixing,
-                                       separator.langevin, initial=initial)
+                                       separator.settings["langevin"], initial=initial)
         estimates.append(result.sources)
     seconds = time.perf_counter() - started
     estimates = torch.cat(estimates)
@@ -346,12 +346,12 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
-    base = (separator.method, separator.langevin, separator.diffusion, separator.extract)
+    base = separator.settings
     for text in settings:
-        (separator.method, separator.langevin, separator.diffusion,
-         separator.extract) = base
+        separator.settings = base
         method, samples, overrides = parse_setting(text, separator)
-        separator.method, separator.samples = method, samples
+        separator.settings = dataclasses.replace(base, method=method)
+        separator.samples = samples
         separator.configure(**overrides)
         for diagnostic in args.diagnostics.split(","):
             if diagnostic not in ("cold", "oracle", "halfway"):
@@ -364,8 +364,8 @@ def main() -> None:
             row = summary(text, outcome["si_sdr"], anchor, sources, rtf)
             row["assignment"] = outcome["assignment"]
             row["above_10_db"] = int((outcome["si_sdr"] > 10).sum())
-            config = {"diffusion": separator.diffusion,
-                      "extract": separator.extract}.get(method, separator.langevin)
+            config = separator.settings[method if method in ("diffusion", "extract")
+                                        else "langevin"]
             evaluations = separator.evaluations_per_segment
             row.update(start=diagnostic, evaluations=evaluations, method=method,
                        config=dataclasses.asdict(config))

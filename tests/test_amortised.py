@@ -121,7 +121,7 @@ def test_separator_methods(priors_folder, tmp_path):
     expected = posterior_estimate(posterior.encoder, mix, posterior.mixing)  # one segment
     torch.testing.assert_close(estimate, expected)
     refined = Separator.from_pretrained(str(tmp_path / "model"), method="posterior+langevin")
-    assert refined.langevin.steps_per_level == 1  # a quarter of the stored 4
+    assert refined.settings["langevin"].steps_per_level == 1  # a quarter of the stored 4
     refined_estimate = refined.separate_tensor(mix)
     assert not torch.allclose(refined_estimate, estimate)
     # the same separator switched to plain Langevin ignores its encoder

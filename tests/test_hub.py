@@ -440,12 +440,12 @@ def test_generator_priors_round_trip_through_export_and_the_hub(hub, tmp_path):
     torch.set_num_threads(1)
     priors = build_priors(ModelConfig(architecture=WavetableConfig(exact=True)))
     save_model(priors, tmp_path / "model")
-    write_separation(tmp_path / "model", SeparationSettings(method="extract",
-                                                           extract=ExtractConfig(sweeps=1)))
+    write_separation(tmp_path / "model", SeparationSettings(
+        method="extract", configs={"extract": ExtractConfig(sweeps=1)}))
     exported = export_model(str(tmp_path / "model"), tmp_path / "export", repo_id="owner/wt")
     hub.publish_folder("owner/wt", exported)
     separator = Separator.from_pretrained("owner/wt")
-    assert separator.method == "extract" and separator.extract.sweeps == 1
+    assert separator.method == "extract" and separator.settings["extract"].sweeps == 1
     loaded = separator.priors
     assert loaded.config == priors.config and torch.equal(loaded.gain_range, priors.gain_range)
     truth = ToyDataset("test", n_examples=2).batch(range(2))[..., :4096]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from priorsep.api import SeparationProgress, Separator
 from priorsep.cli import app
-from priorsep.config import LangevinConfig
+from priorsep.config import LangevinConfig, SeparationSettings
 from tests.conftest import TINY_FLOW, save_toy_priors
 
 runner = CliRunner()
@@ -262,7 +262,7 @@ def test_stdin_to_stdout_pipeline(tiny_model, stereo_mix):
 
 def test_separator_api_uses_the_models_stored_settings(tiny_model):
     separator = Separator.from_pretrained(str(tiny_model), seed=3)
-    assert separator.langevin == LangevinConfig(n_levels=2, steps_per_level=2, init="mix",
+    assert separator.settings["langevin"] == LangevinConfig(n_levels=2, steps_per_level=2, init="mix",
                                                 seed=3)
     mix = torch.randn(1, 1000) * 0.3
     stems = separator.separate_audio(mix, 16000)
@@ -309,7 +309,8 @@ def test_progress_events_count_batches_and_sampler_steps():
     from tests.gaussian import GaussianPriors
 
     separator = Separator(GaussianPriors(), segment_length=64, overlap=16, batch_size=2,
-                          langevin=LangevinConfig(n_levels=3, steps_per_level=2))
+                          settings=SeparationSettings(configs={
+                              "langevin": LangevinConfig(n_levels=3, steps_per_level=2)}))
     events = []
     separator.separate_tensor(torch.randn(3, 100), events.append, seconds=0.5)
     assert [(e.batch, e.step) for e in events] == [(b, s) for b in (1, 2, 3) for s in range(1, 7)]

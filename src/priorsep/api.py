@@ -22,20 +22,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from priorsep.audio import resample, to_mono
-from priorsep.config import (
-    DEFAULT_MODEL,
-    DiffusionConfig,
-    ExtractConfig,
-    LangevinConfig,
-    WienerConfig,
-)
+from priorsep.config import DEFAULT_MODEL, SECTIONS, SeparationSettings
 from priorsep.errors import ModelFormatError, UsageError
-from priorsep.methods import METHODS, Strategy, build_strategy
+from priorsep.methods import METHODS, Context, Strategy, build_strategy, with_steps
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation.apply import segment_starts, separate_long
 from priorsep.separation.mixing import Mixing
-from priorsep.storage import SeparationSettings, read_separation, stored_settings
+from priorsep.storage import read_separation, stored_settings
 
 if TYPE_CHECKING:
     from priorsep.hub import ResolvedModel
@@ -172,35 +166,31 @@ class Separator:
 
     Args:
         priors: the source priors (eval mode).
-        langevin, diffusion, extract, wiener: the methods' settings (default: the package defaults).
+        settings: the method and every settings section's configuration (default: the
+            package defaults; the method: `default_method(priors)`).
         segment_length: samples the separator sees at once (rounded to the models' multiple;
             default: the priors' own segment length, else 16384).
         overlap: samples shared by consecutive segments (default: an eighth of a segment).
         batch_size: segments separated together (bounds memory).
-        method: one of `METHODS` (default: `default_method(priors)`).
+        method: one of `METHODS`; overrides the settings' method.
         encoder: the amortised posterior, needed by the two posterior methods.
         samples: posterior draws to average (0: the analytic posterior mean).
     """
 
-    def __init__(self, priors: SourcePrior, langevin: LangevinConfig | None = None,
+    def __init__(self, priors: SourcePrior, settings: SeparationSettings | None = None,
                  segment_length: int | None = None, overlap: int | None = None,
                  batch_size: int = 4, method: str | None = None,
-                 encoder: PosteriorEncoder | None = None, samples: int = 0,
-                 diffusion: DiffusionConfig | None = None,
-                 extract: ExtractConfig | None = None,
-                 wiener: WienerConfig | None = None) -> None:
+                 encoder: PosteriorEncoder | None = None, samples: int = 0) -> None:
+        settings = settings or SeparationSettings()
+        method = method or settings.method
         _check_method(method)
         method = method or default_method(priors)
-        if method.startswith("posterior") and encoder is None:
+        if METHODS[method].needs_encoder and encoder is None:
             raise UsageError(f"method {method} needs a model with an amortised posterior")
         if samples < 0:
             raise UsageError("samples must be at least 0")
         self.priors = priors.eval()
-        self.langevin = langevin or LangevinConfig()
-        self.diffusion = diffusion or DiffusionConfig()
-        self.extract = extract or ExtractConfig()
-        self.wiener = wiener or WienerConfig()
-        self.method = method
+        self.settings = dataclasses.replace(settings, method=method)
         self.encoder = encoder.eval() if encoder is not None else None
         self.samples = samples
         multiple = priors.length_multiple
@@ -214,6 +204,18 @@ class Separator:
         self.batch_size = batch_size
         self.mixing = Mixing.from_config(priors.config)
 
+    @property
+    def method(self) -> str:
+        """The separation method (a key of `METHODS`)."""
+        return self.settings.method
+
+    @method.setter
+    def method(self, name: str) -> None:
+        _check_method(name)
+        if METHODS[name].needs_encoder and self.encoder is None:
+            raise UsageError(f"method {name} needs a model with an amortised posterior")
+        self.settings = dataclasses.replace(self.settings, method=name)
+
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike = DEFAULT_MODEL,
                         device: str | torch.device = "cpu",
@@ -222,81 +224,64 @@ class Separator:
                         **overrides: Any) -> Separator:
         """Load a model by id; its stored separation settings, then `overrides`, apply.
 
-        `overrides` are fields of the chosen method's configuration (`LangevinConfig`,
-        `DiffusionConfig`, `ExtractConfig` or `WienerConfig`), or `steps` (score evaluations
-        in all); None values are ignored.
-        For "posterior+langevin" the refinement runs a quarter of the stored Langevin steps
-        unless `steps_per_level` is given.
+        `overrides` are fields of the chosen method's configuration sections
+        (`priorsep.config.SECTIONS`: `LangevinConfig`, `DiffusionConfig`, `ExtractConfig`,
+        `WienerConfig`), or `steps` (score evaluations in all); None values are ignored.
+        A method may adapt the stored settings (for "posterior+langevin" the refinement runs
+        a quarter of the stored Langevin steps unless `steps_per_level` is given).
 
         Args:
             notify: receives notices while resolving the model (e.g. a fallback to the cache).
         """
         _check_method(method)  # before loading: a wrong method must not cost a download
-        wants_encoder = method is not None and method.startswith("posterior")
+        wants_encoder = method is not None and METHODS[method].needs_encoder
         priors, _, encoder, settings = load_model_id(model, device, notify,
                                              with_posterior=wants_encoder)
         method = method or settings.method or default_method(priors)
-        langevin = settings.langevin
-        if method == "posterior+langevin":
-            langevin = dataclasses.replace(
-                langevin, steps_per_level=max(1, langevin.steps_per_level // 4))
-        separator = cls(priors, langevin, method=method, encoder=encoder, samples=samples,
-                        diffusion=settings.diffusion, extract=settings.extract,
-                        wiener=settings.wiener)
+        adapt = getattr(METHODS[method], "stored", None)
+        settings = dataclasses.replace(settings, method=method)
+        separator = cls(priors, adapt(settings) if adapt else settings, encoder=encoder,
+                        samples=samples)
         separator.configure(**overrides)
         return separator
 
     def configure(self, steps: int | None = None, **fields: Any) -> None:
-        """Change the active sampler's settings: `steps` (score evaluations in all: Langevin
-        keeps its levels and cuts the steps per level; diffusion sets its steps), then any
-        fields of its configuration. With "extract", fields of `ExtractConfig` set the
-        extraction and the others (`steps` too) its refinement sampler's; with "wiener",
-        fields of `WienerConfig` apply and the samplers' are ignored. None values are
-        ignored.
+        """Change the method's settings: fields of its own sections by name (`ExtractConfig`
+        for "extract", `WienerConfig` for "wiener"), then `steps` (score evaluations in all:
+        Langevin keeps its levels and cuts the steps per level; diffusion sets its steps) and
+        the remaining fields for its sampler's section (the refinement's with "extract"; a
+        method without a sampler ignores them). None values are ignored.
 
         Raises:
-            UsageError: a value the sampler cannot use (naming the field).
+            UsageError: a value the method cannot use (naming the field).
         """
         fields = {k: v for k, v in fields.items() if v is not None}
         if steps is not None and steps < 1:
             raise UsageError("steps must be at least 1")
-        sampler = self.method
-        if self.method == "wiener":  # deterministic: the samplers' fields (steps, seed) are moot
-            names = {f.name for f in dataclasses.fields(WienerConfig)}
-            try:
-                self.wiener = dataclasses.replace(
-                    self.wiener, **{k: v for k, v in fields.items() if k in names})
-            except (ValueError, TypeError) as error:
-                raise UsageError(str(error)) from None
-            return
-        if self.method == "extract":
-            names = {f.name for f in dataclasses.fields(ExtractConfig)}
-            own = {k: v for k, v in fields.items() if k in names}
-            fields = {k: v for k, v in fields.items() if k not in names}
-            try:
-                self.extract = dataclasses.replace(self.extract, **own)
-            except (ValueError, TypeError) as error:
-                raise UsageError(str(error)) from None
-            sampler = self.extract.refine
-            if sampler == "none":
-                return
+        kind = METHODS[self.method]
+        settings = self.settings
         try:
-            if sampler == "diffusion":
+            for section in kind.own:
+                names = {f.name for f in dataclasses.fields(SECTIONS[section])}
+                own = {k: v for k, v in fields.items() if k in names}
+                fields = {k: v for k, v in fields.items() if k not in names}
+                settings = settings.with_config(
+                    section, dataclasses.replace(settings[section], **own))
+            sampler = kind.sampler(settings)
+            if sampler is not None:
+                config = settings[sampler]
                 if steps is not None:
-                    fields.setdefault("steps", steps)
-                self.diffusion = dataclasses.replace(self.diffusion, **fields)
-            else:
-                langevin = self.langevin if steps is None else self.langevin.with_total_steps(steps)
-                self.langevin = dataclasses.replace(langevin, **fields)
+                    config = with_steps(sampler, config, steps)
+                settings = settings.with_config(sampler, dataclasses.replace(config, **fields))
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from None
+        self.settings = settings
 
     @property
     def strategy(self) -> Strategy:
         """The method with the current settings (`priorsep.methods`)."""
-        return build_strategy(self.method, self.langevin, self.diffusion, self.encoder,
-                              self.samples, self.extract, len(self.priors.sources),
-                              self.wiener)
+        return build_strategy(self.settings, Context(len(self.priors.sources), self.encoder,
+                                                     self.samples))
 
     @property
     def evaluations_per_segment(self) -> int:

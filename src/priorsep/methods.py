@@ -1,18 +1,31 @@
-"""How a `Separator` turns segments of a mix into sources: one small strategy per method.
+"""How a `Separator` turns segments of a mix into sources: one small strategy per method, and
+the registry of methods by name.
 
-Each strategy knows its name (what the command line and `separation.json` call it), how many prior
-evaluations a batch of segments costs (for progress), and how to separate a batch. `METHODS`
-lists the names; `api.Separator` builds the strategy it needs from its settings.
+Each strategy knows its name (what the command line and `separation.json` call it), which
+settings sections it reads (`priorsep.config.SECTIONS`: `own` sections whose fields
+`Separator.configure` sets by name, and the `sampler` section that takes `steps` and the
+remaining fields), how many prior evaluations a batch of segments costs (for progress), how
+to build itself from the settings (`build`) and how to separate a batch. A new method is one
+strategy here (its work in a module of `priorsep.separation`) and one entry in `METHODS`;
+with settings of its own, its dataclass in `SECTIONS`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
 
 from priorsep.amortised import posterior_estimate
-from priorsep.config import DiffusionConfig, ExtractConfig, LangevinConfig, WienerConfig
+from priorsep.config import (
+    DiffusionConfig,
+    ExtractConfig,
+    LangevinConfig,
+    SeparationSettings,
+    WienerConfig,
+)
 from priorsep.nn.interface import SourcePrior
 from priorsep.nn.posterior import PosteriorEncoder
 from priorsep.separation import CountCallback
@@ -24,15 +37,63 @@ from priorsep.separation.wiener import wiener_separate
 
 
 @dataclass(frozen=True)
+class Context:
+    """What a strategy may need besides its settings: the number of sources, the amortised
+    posterior encoder (the posterior methods) and how many of its draws to average."""
+
+    n_sources: int
+    encoder: PosteriorEncoder | None = None
+    samples: int = 0
+
+
+class Strategy(Protocol):
+    """One separation method (see the module docstring)."""
+
+    name: ClassVar[str]
+    own: ClassVar[tuple[str, ...]]
+    needs_encoder: ClassVar[bool]
+
+    @property
+    def evaluations(self) -> int: ...
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> Strategy: ...
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None: ...
+
+    def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
+                 progress: CountCallback | None = None) -> torch.Tensor: ...
+
+
+def with_steps(section: str, config, steps: int):
+    """A sampler's configuration with about `steps` prior evaluations in all (Langevin keeps
+    its levels and cuts the steps per level; diffusion sets its steps)."""
+    if section == "diffusion":
+        return dataclasses.replace(config, steps=steps)
+    return config.with_total_steps(steps)
+
+
+@dataclass(frozen=True)
 class Diffusion:
     """The diffusion sampler with the mix as a constraint (score priors' default)."""
 
     config: DiffusionConfig
-    name = "diffusion"
+    name: ClassVar[str] = "diffusion"
+    own: ClassVar[tuple[str, ...]] = ()
+    needs_encoder: ClassVar[bool] = False
 
     @property
     def evaluations(self) -> int:
         return self.config.total_evaluations
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> Diffusion:
+        return cls(settings["diffusion"])
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None:
+        return "diffusion"
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None) -> torch.Tensor:
@@ -45,11 +106,21 @@ class Langevin:
     """(Annealed) Langevin posterior sampling (density priors' default)."""
 
     config: LangevinConfig
-    name = "langevin"
+    name: ClassVar[str] = "langevin"
+    own: ClassVar[tuple[str, ...]] = ()
+    needs_encoder: ClassVar[bool] = False
 
     @property
     def evaluations(self) -> int:
         return self.config.total_steps
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> Langevin:
+        return cls(settings["langevin"])
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None:
+        return "langevin"
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None,
@@ -65,8 +136,21 @@ class Posterior:
     encoder: PosteriorEncoder
     samples: int = 0
     seed: int = 0
-    name = "posterior"
-    evaluations = 0
+    name: ClassVar[str] = "posterior"
+    own: ClassVar[tuple[str, ...]] = ()
+    needs_encoder: ClassVar[bool] = True
+    evaluations: ClassVar[int] = 0
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> Posterior:
+        """Its draws are seeded by the Langevin seed."""
+        if context.encoder is None:
+            raise ValueError(f"method {cls.name} needs an amortised posterior encoder")
+        return cls(context.encoder, context.samples, settings["langevin"].seed)
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None:
+        return "langevin"  # its seed
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None) -> torch.Tensor:
@@ -80,11 +164,29 @@ class RefinedPosterior:
 
     posterior: Posterior
     langevin: Langevin
-    name = "posterior+langevin"
+    name: ClassVar[str] = "posterior+langevin"
+    own: ClassVar[tuple[str, ...]] = ()
+    needs_encoder: ClassVar[bool] = True
 
     @property
     def evaluations(self) -> int:
         return self.langevin.evaluations
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> RefinedPosterior:
+        return cls(Posterior.build(settings, context), Langevin.build(settings, context))
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None:
+        return "langevin"
+
+    @staticmethod
+    def stored(settings: SeparationSettings) -> SeparationSettings:
+        """From a model's stored settings: the refinement runs a quarter of the Langevin
+        steps."""
+        langevin = settings["langevin"]
+        return settings.with_config("langevin", dataclasses.replace(
+            langevin, steps_per_level=max(1, langevin.steps_per_level // 4)))
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None) -> torch.Tensor:
@@ -101,11 +203,24 @@ class Extract:
     langevin: LangevinConfig
     diffusion: DiffusionConfig
     n_sources: int
-    name = "extract"
+    name: ClassVar[str] = "extract"
+    own: ClassVar[tuple[str, ...]] = ("extract",)
+    needs_encoder: ClassVar[bool] = False
 
     @property
     def evaluations(self) -> int:
         return extraction_steps(self.n_sources, self.config)
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> Extract:
+        return cls(settings["extract"], settings["langevin"], settings["diffusion"],
+                   context.n_sources)
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None:
+        """The refinement sampler's section (None: no refinement)."""
+        refine = settings["extract"].refine
+        return None if refine == "none" else refine
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None) -> torch.Tensor:
@@ -120,40 +235,36 @@ class Wiener:
     MISI phases."""
 
     config: WienerConfig
-    name = "wiener"
-    evaluations = 1
+    name: ClassVar[str] = "wiener"
+    own: ClassVar[tuple[str, ...]] = ("wiener",)
+    needs_encoder: ClassVar[bool] = False
+    evaluations: ClassVar[int] = 1
+
+    @classmethod
+    def build(cls, settings: SeparationSettings, context: Context) -> Wiener:
+        return cls(settings["wiener"])
+
+    @staticmethod
+    def sampler(settings: SeparationSettings) -> str | None:
+        return None  # deterministic: the samplers' fields (steps, seed) are moot
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None) -> torch.Tensor:
         return wiener_separate(priors, segments, mixing, self.config, progress)
 
 
-Strategy = Diffusion | Langevin | Posterior | RefinedPosterior | Extract | Wiener
-METHODS: tuple[str, ...] = tuple(cls.name for cls in (Langevin, Diffusion, Posterior,
-                                                      RefinedPosterior, Extract, Wiener))
-"""The method names, as the command line and separation.json write them."""
+METHODS: dict[str, type] = {cls.name: cls for cls in (Langevin, Diffusion, Posterior,
+                                                       RefinedPosterior, Extract, Wiener)}
+"""The methods by the name the command line and separation.json give them."""
 
 
-def build_strategy(name: str, langevin: LangevinConfig, diffusion: DiffusionConfig,
-                   encoder: PosteriorEncoder | None = None, samples: int = 0,
-                   extract: ExtractConfig | None = None, n_sources: int = 0,
-                   wiener: WienerConfig | None = None) -> Strategy:
-    """The strategy called `name`, from a Separator's settings (the posterior methods need
-    `encoder`; their draws are seeded by the Langevin seed; extraction counts its work by
-    `n_sources`)."""
-    if name == Wiener.name:
-        return Wiener(wiener or WienerConfig())
-    if name == Extract.name:
-        return Extract(extract or ExtractConfig(), langevin, diffusion, n_sources)
-    if name == Diffusion.name:
-        return Diffusion(diffusion)
-    if name == Langevin.name:
-        return Langevin(langevin)
-    if encoder is None:
-        raise ValueError(f"method {name} needs an amortised posterior encoder")
-    posterior = Posterior(encoder, samples, langevin.seed)
-    if name == Posterior.name:
-        return posterior
-    if name == RefinedPosterior.name:
-        return RefinedPosterior(posterior, Langevin(langevin))
-    raise ValueError(f"unknown method {name!r}; choose {', '.join(METHODS)}")
+def build_strategy(settings: SeparationSettings, context: Context) -> Strategy:
+    """The strategy of `settings.method` (which must be set) with those settings.
+
+    Raises:
+        ValueError: an unknown method, or a posterior method without an encoder.
+    """
+    kind = METHODS.get(settings.method)
+    if kind is None:
+        raise ValueError(f"unknown method {settings.method!r}; choose {', '.join(METHODS)}")
+    return kind.build(settings, context)

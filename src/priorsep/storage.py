@@ -22,15 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from priorsep.cards import model_card
-from priorsep.config import (
-    DiffusionConfig,
-    ExtractConfig,
-    LangevinConfig,
-    ModelConfig,
-    PosteriorConfig,
-    WienerConfig,
-    from_dict,
-)
+from priorsep.config import ModelConfig, PosteriorConfig, SeparationSettings, from_dict
 from priorsep.errors import ModelFormatError
 from priorsep.files import atomic_write, atomic_write_text
 from priorsep.layout import (  # noqa: F401  (the names of a model folder's files, re-exported)
@@ -140,37 +132,16 @@ def build_model(config: ModelConfig, folder: str | os.PathLike,
     return priors.to(device).eval()
 
 
-@dataclasses.dataclass(frozen=True)
-class SeparationSettings:
-    """The separation settings stored with a model: its method (None: the family's default)
-    and each sampler's configuration."""
-
-    method: str | None = None
-    langevin: LangevinConfig = dataclasses.field(default_factory=LangevinConfig)
-    diffusion: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
-    extract: ExtractConfig = dataclasses.field(default_factory=ExtractConfig)
-    wiener: WienerConfig = dataclasses.field(default_factory=WienerConfig)
-
-
 def stored_settings(info: dict[str, Any]) -> SeparationSettings:
-    """The settings in `info["separation"]`: a dict with "method", "langevin", "diffusion",
-    "extract", "wiener" (what `separation.json` holds), or, from older folders, the Langevin
-    fields alone.
+    """The settings in `info["separation"]` (what `separation.json` holds, or, from older
+    folders, the Langevin fields alone); figures under "measured" are for humans.
 
     Raises:
         ModelFormatError: the settings are not valid.
     """
     stored = {k: v for k, v in (info.get("separation") or {}).items() if k != "measured"}
     try:
-        if not any(key in stored for key in ("method", "langevin", "diffusion", "extract",
-                                             "wiener")):
-            return SeparationSettings(langevin=from_dict(LangevinConfig, stored))
-        return SeparationSettings(
-            method=stored.get("method"),
-            langevin=from_dict(LangevinConfig, stored.get("langevin", {})),
-            diffusion=from_dict(DiffusionConfig, stored.get("diffusion", {})),
-            extract=from_dict(ExtractConfig, stored.get("extract", {})),
-            wiener=from_dict(WienerConfig, stored.get("wiener", {})))
+        return SeparationSettings.from_dict(stored)
     except (ValueError, TypeError) as error:
         raise ModelFormatError(f"invalid separation settings ({error})") from None
 
@@ -195,10 +166,7 @@ def write_separation(folder: str | os.PathLike, settings: SeparationSettings,
                      measured: dict[str, Any] | None = None) -> None:
     """Write `separation.json`; `measured` (figures, how they were tuned) goes beside the
     settings for humans and is ignored when loading."""
-    values = {"method": settings.method, "langevin": dataclasses.asdict(settings.langevin),
-              "diffusion": dataclasses.asdict(settings.diffusion),
-              "extract": dataclasses.asdict(settings.extract),
-              "wiener": dataclasses.asdict(settings.wiener)}
+    values = settings.to_dict()
     if measured:
         values["measured"] = measured
     atomic_write_text(Path(folder) / SEPARATION_NAME, json.dumps(values, indent=2) + "\n")

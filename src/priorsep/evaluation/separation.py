@@ -110,11 +110,9 @@ def separation_section(model: PriorsUnderTest, sources: torch.Tensor, max_steps:
     """
     config = model.priors.config
     settings = model.settings
-    separator = Separator(model.separation_priors(), settings.langevin,
-                          batch_size=sources.shape[0], method=settings.method,
-                          diffusion=settings.diffusion)
-    model_steps = (separator.diffusion.steps if separator.method == "diffusion"
-                   else separator.langevin.total_steps)
+    separator = Separator(model.separation_priors(), settings, batch_size=sources.shape[0])
+    model_steps = (separator.settings["diffusion"].steps if separator.method == "diffusion"
+                   else separator.settings["langevin"].total_steps)
     separator.configure(steps=min(max_steps, model_steps) if max_steps else None, seed=seed)
     mixing = separator.mixing
     mixes = mixing(sources)  # (batch, time)
@@ -136,8 +134,8 @@ def separation_section(model: PriorsUnderTest, sources: torch.Tensor, max_steps:
             "segment_length": separator.segment_length,
             "overlap": separator.overlap,
             "method": separator.method,
-            "sampler": dataclasses.asdict(separator.diffusion if separator.method == "diffusion"
-                                          else separator.langevin),
+            "sampler": dataclasses.asdict(separator.settings[
+                "diffusion" if separator.method == "diffusion" else "langevin"]),
             "steps_cap": max_steps,
             "model_steps": model_steps,
         },

@@ -69,7 +69,12 @@ def misi(magnitudes: torch.Tensor, mix: torch.Tensor, transform: Spectrogram,
     for _ in range(iterations):
         error = mix - signals.sum(dim=1)  # (B, T)
         signals = signals + error[:, None] / n_sources
-        spectra = transform.stft(signals)
-        phase = spectra / spectra.abs().clamp_min(1e-30)
-        signals = transform.istft(magnitudes * phase, length)
+        signals = transform.istft(with_magnitudes(transform.stft(signals), magnitudes), length)
     return signals + (mix - signals.sum(dim=1))[:, None] / n_sources
+
+
+def with_magnitudes(spectra: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
+    """`spectra`'s phases with `magnitudes` (a bin where `spectra` is zero stays zero)."""
+    parts = torch.view_as_real(spectra)
+    power = parts[..., 0].square() + parts[..., 1].square()
+    return spectra * (magnitudes * power.clamp_min(torch.finfo(power.dtype).tiny).rsqrt())
