@@ -140,3 +140,18 @@ def test_module_has_at_most_420_lines(module: str, path: Path) -> None:
         pytest.skip("the lead's module; split on the lead's schedule")
     n_lines = len(path.read_text(encoding="utf-8").splitlines())
     assert n_lines <= MAX_MODULE_LINES, f"{module} has {n_lines} lines"
+
+
+def test_the_command_line_starts_without_torch():
+    """`priorsep --version` and `--help` import no numerical library: the commands import
+    torch, numpy and soundfile when they run, not when they are registered."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from priorsep.cli import app; "
+            "print(sorted(m for m in ('torch', 'numpy', 'soundfile', 'huggingface_hub') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -211,3 +211,28 @@ def test_the_wiener_method_needs_a_spectral_family():
     separator = Separator(gaussian, method="wiener", segment_length=256)
     with pytest.raises(CapabilityError, match="give no power spectra"):
         separator.separate_tensor(torch.randn(256))
+
+
+def test_the_vae_combines_its_fit_with_the_nmf_warm_start(trained):
+    """nmf_weight 1 gives exactly the warm start's variances, 0 the VAE's own, and 0.5 their
+    geometric mean."""
+    import dataclasses
+
+    priors = trained.priors
+    if priors.config.family != "vae":
+        pytest.skip("the product of experts is the VAE's")
+    truth = SyntheticSolos().sample(torch.Generator().manual_seed(12), 1, 8192)
+    spectra = priors.transform.stft(trained.mixing(truth))
+    original = priors.config
+    fits = {}
+    try:
+        for weight in (0.0, 0.5, 1.0):
+            priors.config = dataclasses.replace(original, architecture=dataclasses.replace(
+                original.architecture, nmf_weight=weight))
+            fits[weight] = priors.mix_variances(spectra)
+    finally:
+        priors.config = original
+    warm = priors.nmf.mix_variances(spectra)
+    assert torch.allclose(fits[1.0], warm, rtol=1e-4)
+    assert not torch.allclose(fits[0.0], warm, rtol=1e-2)
+    assert torch.allclose(fits[0.5], (fits[0.0] * fits[1.0]).sqrt(), rtol=1e-3)

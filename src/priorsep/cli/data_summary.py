@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from priorsep.cli.app import console, notice
-from priorsep.data.check import DataSummary, channel_name, format_duration
+
+if TYPE_CHECKING:  # the data checks import torch: not at start-up (`priorsep --version`)
+    from priorsep.data.check import DataSummary
 
 StrictOption = Annotated[bool, typer.Option(
     "--strict", help="Refuse to train when a data file is unusable (unreadable, NaN or "
@@ -19,6 +21,8 @@ StrictOption = Annotated[bool, typer.Option(
 
 def summary_table(summary: DataSummary) -> Table:
     """Per source: files, duration, sample rates, channels, and what was skipped."""
+    from priorsep.data.check import channel_name, format_duration
+
     title = f"{summary.dataset} data" + (f" in {summary.root}" if summary.root else "")
     view = Table(title=title, title_justify="left")
     for column in ("source", "files", "duration", "rates (Hz)", "channels", "skipped"):
