@@ -195,9 +195,9 @@ def test_token_from_hf_token_is_sent(hub, tmp_path, monkeypatch):
 
 
 def test_bundled_names_never_touch_the_network(hub, tmp_path):
-    with pytest.raises(ModelNotFoundError, match="bundled model 'toy' is not installed"):
-        resolve_model("toy")
-    tiny_model(tmp_path / "weights" / "toy")
+    with pytest.raises(ModelNotFoundError, match="bundled model 'chorales' is not installed"):
+        resolve_model("chorales")  # the default: always a bundled name
+    tiny_model(tmp_path / "weights" / "chorales")
     resolved = resolve_model()
     assert (resolved.kind, resolved.sources) == ("bundled", ("a", "b"))
     assert hub.requests == []

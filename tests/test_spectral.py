@@ -164,7 +164,7 @@ def test_train_and_separate_through_the_command_line(tmp_path, prior, fields):
     assert result.exit_code == 2 and "--phase applies to the wiener method" in result.output
 
 
-@pytest.mark.parametrize("model", ["chorales", "chorales-vae"])
+@pytest.mark.parametrize("model", ["chorales", "chorales-nmf"])
 def test_the_bundled_chorale_models_separate_the_bundled_chorale(tmp_path, model):
     import soundfile
     from typer.testing import CliRunner

@@ -17,8 +17,9 @@ from priorsep.errors import PriorsepError, TrainingInterrupted
 
 app = typer.Typer(
     name="priorsep",
-    help="Unsupervised source separation with per-source priors (generators, flows, WaveNets "
-         "or score models).",
+    help="Source separation without (mix, sources) pairs: a generative prior per source "
+         "class, learnt from its solo recordings (spectral models, generators, flows, "
+         "WaveNets or score models).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,

@@ -91,7 +91,8 @@ def evaluate_command(
         "--model", "-m", help="Model id (bundled name, folder, Hub repo), or a folder of "
                               "sigma-<value>/ models from finetune-noise --sigmas. Repeat to "
                               "compare models side by side (each model's report goes into "
-                              "a subfolder). [default: " + DEFAULT_MODEL + "]",
+                              "a subfolder). [default: toy with --dataset toy, else "
+                              + DEFAULT_MODEL + "]",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Report folder (default: evaluation-<dataset>).")] = None,
@@ -152,7 +153,7 @@ def evaluate_command(
     except ValueError as error:
         raise UsageError(str(error)) from None
     out = out if out is not None else Path(f"evaluation-{dataset}")
-    models = model or [DEFAULT_MODEL]
+    models = model or ["toy" if dataset == "toy" else DEFAULT_MODEL]
     labels = model_labels(models)
     evaluations = {}
     for label, model_id in zip(labels, models):

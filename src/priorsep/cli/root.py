@@ -33,5 +33,6 @@ def root(
         "--list-models", callback=_list_models, is_eager=True,
         help="List the bundled and cached models (as `priorsep models`) and exit.")] = False,
 ) -> None:
-    """Unsupervised source separation with per-source priors (generators, flows, WaveNets or
-    score models)."""
+    """Source separation without (mix, sources) pairs: a generative prior per source class,
+    learnt from its solo recordings (spectral models, generators, flows, WaveNets or score
+    models)."""

@@ -62,8 +62,9 @@ def separate(
              "of the nmf and vae families). Default: the model's own.")] = None,
     phase: Annotated[str | None, typer.Option(
         help="With --method wiener: the stems' phase, mix (the Wiener share of the mix's "
-             "STFT) or misi (those magnitudes, phases made consistent with the mix by MISI). "
-             "Default: the model's own.")] = None,
+             "STFT) or misi (magnitudes as the model's settings say, by default the model's "
+             "own blended with the share's, and phases made consistent with the mix by "
+             "MISI). Default: the model's own.")] = None,
     samples: Annotated[int, typer.Option(
         help="With the posterior methods: average this many encoder draws (0: its mean).")
     ] = 0,
@@ -374,10 +375,10 @@ def example(
         show_default=False)] = None,
     name: Annotated[str, typer.Option(
         "--name", help="Which example: " + "; ".join(f"{key} ({text})" for key, (_, text)
-                                                     in EXAMPLES.items()) + ".")] = "toy",
+                                                     in EXAMPLES.items()) + ".")] = "chorale",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
-    """Write a bundled example mix (--name toy: the toy test split; --name chorale: a chorale)."""
+    """Write a bundled example mix (a chorale for the default model; --name toy: a toy mix)."""
     import shutil
     from importlib.resources import as_file, files
 

@@ -14,7 +14,7 @@ from priorsep.config.spectral import NMFConfig, SpectralVAEConfig
 from priorsep.config.wavenet import WaveNetConfig
 from priorsep.config.wavetable import WavetableConfig
 
-DEFAULT_MODEL = "toy"
+DEFAULT_MODEL = "chorales"
 """The bundled model every command and `Separator.from_pretrained` use when none is named."""
 
 
