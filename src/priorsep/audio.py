@@ -1,9 +1,12 @@
 """Reading, writing, resampling and channel handling of audio files.
 
 Everything else in priorsep sees float32 tensors (channels, time); this module alone talks to
-soundfile and reads `-` as stdin. A file is refused when it holds samples that
-are not finite (NaN or infinity); a file whose header promises more audio than it holds is read
-as far as it goes, with a warning.
+soundfile and PyAV and reads `-` as stdin. What libsndfile reads (wav, flac, ogg, mp3, aiff)
+goes through soundfile; anything else FFmpeg decodes (m4a/AAC, Opus, WebM, WMA, video files'
+audio) through PyAV, whose wheels carry FFmpeg's libraries (`decode_with_ffmpeg`: the first
+audio stream, every channel, its own sample rate, float32). A file is refused when it holds
+samples that are not finite (NaN or infinity); a file whose header promises more audio than it
+holds is read as far as it goes, with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from priorsep.errors import AudioReadError, UsageError
 from priorsep.files import atomic_write
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+"""What libsndfile reads (training data, datasets, and separation inputs)."""
+FFMPEG_SUFFIXES = (".m4a", ".aac", ".mp4", ".opus", ".webm", ".weba", ".wma", ".mka", ".mkv",
+                   ".oga", ".caf", ".ac3", ".amr", ".3gp")
+"""Further separation inputs, decoded by FFmpeg (a folder given to `separate` lists these too;
+any other file is tried by FFmpeg when libsndfile cannot read it)."""
 SUBTYPES = {"int16": "PCM_16", "int24": "PCM_24", "float32": "FLOAT"}
 CLIP_MODES = ("rescale", "clamp", "none")
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -46,18 +54,28 @@ def read_audio(path: str | os.PathLike,
             payload = sys.stdin.buffer.read()
             if not payload:
                 raise AudioReadError("stdin: empty input, expected audio (e.g. a wav file)")
-            data, rate = soundfile.read(io.BytesIO(payload), dtype="float32", always_2d=True)
+            try:
+                data, rate = soundfile.read(io.BytesIO(payload), dtype="float32",
+                                            always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                data, rate = decode_with_ffmpeg(io.BytesIO(payload), name, error)
         else:
             if Path(path).is_dir():
                 raise AudioReadError(f"{path}: a folder, not an audio file")
             if not Path(path).is_file():
                 raise AudioReadError(f"{path}: no such file")
-            with soundfile.SoundFile(str(path)) as file:
-                data = file.read(dtype="float32", always_2d=True)
-                rate, log = file.samplerate, file.extra_info
-            truncated = _truncation(log)
-            if truncated and warn is not None:
-                warn(f"{path}: {truncated}")
+            if Path(path).suffix.lower() in FFMPEG_SUFFIXES:
+                data, rate = decode_with_ffmpeg(str(path), name)
+            else:
+                try:
+                    with soundfile.SoundFile(str(path)) as file:
+                        data = file.read(dtype="float32", always_2d=True)
+                        rate, log = file.samplerate, file.extra_info
+                except (soundfile.LibsndfileError, RuntimeError) as error:
+                    data, rate, log = *decode_with_ffmpeg(str(path), name, error), ""
+                truncated = _truncation(log)
+                if truncated and warn is not None:
+                    warn(f"{path}: {truncated}")
     except AudioReadError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
@@ -69,6 +87,42 @@ def read_audio(path: str | os.PathLike,
         raise AudioReadError(f"{name}: {bad} sample(s) are not finite numbers (NaN or "
                              "infinity); fix or re-export the file")
     return torch.from_numpy(np.ascontiguousarray(data.T)), rate
+
+
+def decode_with_ffmpeg(source: str | io.BytesIO, name: str,
+                       first_error: Exception | None = None) -> tuple[np.ndarray, int]:
+    """The first audio stream of a file FFmpeg decodes, as (frames, channels) float32 and its
+    sample rate.
+
+    Raises:
+        AudioReadError: FFmpeg cannot open or decode it, or it holds no audio stream (the
+            message gives libsndfile's reason too when it was tried first).
+    """
+    import av
+
+    def refused(reason: str) -> AudioReadError:
+        before = f"{first_error}; " if first_error is not None else ""
+        return AudioReadError(f"{name}: not a readable audio file ({before}{reason})")
+
+    try:
+        with av.open(source, mode="r") as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise refused("no audio stream")
+            rate = stream.codec_context.sample_rate
+            # planar float32 at the stream's own rate and layout: (channels, samples) a frame
+            convert = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
+                                        rate=rate)
+            blocks = [out.to_ndarray() for frame in container.decode(stream)
+                      for out in convert.resample(frame)]
+            blocks += [out.to_ndarray() for out in convert.resample(None)]
+    except AudioReadError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, StopIteration) as error:
+        raise refused(f"FFmpeg: {error}") from None
+    if not blocks or not rate:
+        raise AudioReadError(f"{name}: contains no audio")
+    return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32), int(rate)
 
 
 def _truncation(log: str) -> str | None:
@@ -101,9 +155,9 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def audio_files(folder: str | os.PathLike) -> list[Path]:
-    """The audio files directly inside a folder (by suffix), sorted by name."""
+    """The audio files directly inside a folder (by suffix, FFmpeg's too), sorted by name."""
     return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+                  if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES + FFMPEG_SUFFIXES)
 
 
 def to_mono(audio: torch.Tensor) -> torch.Tensor:
