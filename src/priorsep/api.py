@@ -238,10 +238,8 @@ class Separator:
         priors, _, encoder, settings = load_model_id(model, device, notify,
                                              with_posterior=wants_encoder)
         method = method or settings.method or default_method(priors)
-        adapt = getattr(METHODS[method], "stored", None)
-        settings = dataclasses.replace(settings, method=method)
-        separator = cls(priors, adapt(settings) if adapt else settings, encoder=encoder,
-                        samples=samples)
+        settings = METHODS[method].stored(dataclasses.replace(settings, method=method))
+        separator = cls(priors, settings, encoder=encoder, samples=samples)
         separator.configure(**overrides)
         return separator
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import torch
 
@@ -46,24 +46,38 @@ class Context:
     samples: int = 0
 
 
-class Strategy(Protocol):
-    """One separation method (see the module docstring)."""
+class Strategy:
+    """One separation method (see the module docstring); each is a frozen dataclass of what
+    it needs, built by `build`. The defaults: no sections of its own, no sampler, no encoder,
+    the stored settings used as they are."""
 
     name: ClassVar[str]
-    own: ClassVar[tuple[str, ...]]
-    needs_encoder: ClassVar[bool]
+    own: ClassVar[tuple[str, ...]] = ()
+    needs_encoder: ClassVar[bool] = False
 
     @property
-    def evaluations(self) -> int: ...
+    def evaluations(self) -> int:
+        """Prior evaluations a batch costs (for progress)."""
+        raise NotImplementedError
 
     @classmethod
-    def build(cls, settings: SeparationSettings, context: Context) -> Strategy: ...
+    def build(cls, settings: SeparationSettings, context: Context) -> Strategy:
+        raise NotImplementedError
 
     @staticmethod
-    def sampler(settings: SeparationSettings) -> str | None: ...
+    def sampler(settings: SeparationSettings) -> str | None:
+        """The section that takes `steps` and the fields no own section has (None: they are
+        moot for this method)."""
+        return None
+
+    @staticmethod
+    def stored(settings: SeparationSettings) -> SeparationSettings:
+        """A model's stored settings as this method uses them."""
+        return settings
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: CountCallback | None = None) -> torch.Tensor: ...
+                 progress: CountCallback | None = None) -> torch.Tensor:
+        raise NotImplementedError
 
 
 def with_steps(section: str, config, steps: int):
@@ -75,13 +89,11 @@ def with_steps(section: str, config, steps: int):
 
 
 @dataclass(frozen=True)
-class Diffusion:
+class Diffusion(Strategy):
     """The diffusion sampler with the mix as a constraint (score priors' default)."""
 
     config: DiffusionConfig
     name: ClassVar[str] = "diffusion"
-    own: ClassVar[tuple[str, ...]] = ()
-    needs_encoder: ClassVar[bool] = False
 
     @property
     def evaluations(self) -> int:
@@ -102,13 +114,11 @@ class Diffusion:
 
 
 @dataclass(frozen=True)
-class Langevin:
+class Langevin(Strategy):
     """(Annealed) Langevin posterior sampling (density priors' default)."""
 
     config: LangevinConfig
     name: ClassVar[str] = "langevin"
-    own: ClassVar[tuple[str, ...]] = ()
-    needs_encoder: ClassVar[bool] = False
 
     @property
     def evaluations(self) -> int:
@@ -130,14 +140,13 @@ class Langevin:
 
 
 @dataclass(frozen=True)
-class Posterior:
+class Posterior(Strategy):
     """One pass of the amortised encoder: its mean, or the average of `samples` draws."""
 
     encoder: PosteriorEncoder
     samples: int = 0
     seed: int = 0
     name: ClassVar[str] = "posterior"
-    own: ClassVar[tuple[str, ...]] = ()
     needs_encoder: ClassVar[bool] = True
     evaluations: ClassVar[int] = 0
 
@@ -159,13 +168,12 @@ class Posterior:
 
 
 @dataclass(frozen=True)
-class RefinedPosterior:
+class RefinedPosterior(Strategy):
     """The encoder's estimate starts a (short) Langevin run."""
 
     posterior: Posterior
     langevin: Langevin
     name: ClassVar[str] = "posterior+langevin"
-    own: ClassVar[tuple[str, ...]] = ()
     needs_encoder: ClassVar[bool] = True
 
     @property
@@ -195,7 +203,7 @@ class RefinedPosterior:
 
 
 @dataclass(frozen=True)
-class Extract:
+class Extract(Strategy):
     """Staged extraction by evidence, sweeps, then the optional refinement by a sampler
     (`priorsep.separation.extract`; the generator priors' default)."""
 
@@ -205,7 +213,6 @@ class Extract:
     n_sources: int
     name: ClassVar[str] = "extract"
     own: ClassVar[tuple[str, ...]] = ("extract",)
-    needs_encoder: ClassVar[bool] = False
 
     @property
     def evaluations(self) -> int:
@@ -229,7 +236,7 @@ class Extract:
 
 
 @dataclass(frozen=True)
-class Wiener:
+class Wiener(Strategy):
     """The posterior mean under the Gaussian composite model (`priorsep.separation.wiener`;
     the spectral families' default): variances fitted to the mix, Wiener shares, optional
     MISI phases."""
@@ -237,23 +244,19 @@ class Wiener:
     config: WienerConfig
     name: ClassVar[str] = "wiener"
     own: ClassVar[tuple[str, ...]] = ("wiener",)
-    needs_encoder: ClassVar[bool] = False
     evaluations: ClassVar[int] = 1
 
     @classmethod
     def build(cls, settings: SeparationSettings, context: Context) -> Wiener:
         return cls(settings["wiener"])
 
-    @staticmethod
-    def sampler(settings: SeparationSettings) -> str | None:
-        return None  # deterministic: the samplers' fields (steps, seed) are moot
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
                  progress: CountCallback | None = None) -> torch.Tensor:
         return wiener_separate(priors, segments, mixing, self.config, progress)
 
 
-METHODS: dict[str, type] = {cls.name: cls for cls in (Langevin, Diffusion, Posterior,
+METHODS: dict[str, type[Strategy]] = {cls.name: cls for cls in (Langevin, Diffusion, Posterior,
                                                        RefinedPosterior, Extract, Wiener)}
 """The methods by the name the command line and separation.json give them."""
 
