@@ -241,3 +241,13 @@ def test_corpus_input_renders_a_chorale(tmp_path, synthesiser):
     assert summary.pieces["test"]["bwv66.6"] == pytest.approx(23.5)  # 45 beats at 120 bpm + 1 s
     with pytest.raises(MidiReadError, match="no work"):
         expand(["corpus:bach/no-such-work*"])
+
+
+@pytest.mark.parametrize("gain", ["nan", "inf", "-1", "0", "11"])
+def test_a_gain_fluidsynth_cannot_use_is_refused(tmp_path, gain):
+    (tmp_path / "piece.mid").write_bytes(b"MThd")  # never read: the options come first
+    result = CliRunner().invoke(app, ["render", str(tmp_path / "piece.mid"), "-o",
+                                      str(tmp_path / "out"), "-i", "violin=40", "--gain", gain])
+    assert result.exit_code == 2, result.output
+    assert "master gain" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

@@ -67,6 +67,9 @@ class RenderSettings:
             raise UsageError(f"split {self.split!r}: use {', '.join(SPLITS)}")
         if not self.tail >= 0:
             raise UsageError(f"tail {self.tail}: must be 0 or more seconds")
+        if not 0 < self.gain <= 10:  # also refuses NaN
+            raise UsageError(f"gain {self.gain}: FluidSynth's master gain is more than 0 and "
+                             "at most 10")
 
 
 @dataclass
