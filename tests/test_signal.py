@@ -104,3 +104,26 @@ def test_the_wiener_method_rebuilds_from_the_magnitudes_it_is_given(which):
     masked = transform.istft(shares, 16000)[0]
     gain = (si_sdr(rebuilt, sources) - si_sdr(masked, sources)).min()
     assert float(gain) > {"share": -1, "model": 10, "blend": 3}[which], gain
+
+
+def test_misi_gives_a_silent_source_none_of_the_error():
+    """Magnitudes that do not explain the mix: the unexplained error goes to the sources that
+    sound, by their share of the magnitudes; equal shares (Gunawan and Sen) put a third of it
+    into the silent slot."""
+    transform = Spectrogram(512, 128)
+    time = torch.arange(8000, dtype=torch.float64) / 8000
+    sources = torch.stack([0.5 * torch.sin(2 * math.pi * 440 * time),
+                           0.3 * torch.sin(2 * math.pi * 97 * time),
+                           torch.zeros(8000, dtype=torch.float64)])
+    mix = sources.sum(0, keepdim=True) + 0.05 * torch.randn(1, 8000, dtype=torch.float64,
+                                                            generator=torch.Generator()
+                                                            .manual_seed(0))
+    magnitudes = transform.stft(sources).abs()[None]
+    shared = misi(magnitudes, mix, transform, iterations=10)[0]
+    equal = misi(magnitudes, mix, transform, iterations=10,
+                 weights=torch.full_like(magnitudes, 1 / 3))[0]
+    for rebuilt in (shared, equal):
+        assert torch.allclose(rebuilt.sum(0), mix[0], atol=1e-9)
+    energy = mix.pow(2).sum()
+    assert float(10 * torch.log10(shared[2].pow(2).sum() / energy)) < -100
+    assert float(10 * torch.log10(equal[2].pow(2).sum() / energy)) > -40

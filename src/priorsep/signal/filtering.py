@@ -13,7 +13,9 @@ so the estimates add up to the mix exactly. Multichannel Wiener/EM (open-unmix's
 MISI (Gunawan and Sen 2010, "Iterative phase estimation for the synthesis of separated sources
 from single-channel mixtures", IEEE SPL) keeps each source's magnitudes and makes its phases
 consistent with the STFT and with the mix: y_k = iSTFT(A_k e^{i phi_k}); the mix error
-e = x - sum_k y_k is shared out equally, y_k += e / N; phi_k = angle STFT(y_k); repeat.
+e = x - sum_k y_k is shared out, Y_k = STFT(y_k) + w_k STFT(e) (Gunawan and Sen: w_k = 1/N;
+here by default each source's share of the magnitudes in the bin, so that a silent source
+takes none of it); phi_k = angle Y_k; repeat.
 """
 
 from __future__ import annotations
@@ -37,15 +39,12 @@ def wiener(variances: torch.Tensor, mix_spectra: torch.Tensor) -> torch.Tensor:
         (batch, n_sources, bins, frames) complex; they sum to `mix_spectra` wherever some
         variance is positive.
     """
-    total = variances.sum(dim=1, keepdim=True)
-    mask = variances / (total + FLOOR)
-    silent = total <= 0  # no model explains the bin: share it out equally
-    mask = torch.where(silent, torch.full_like(mask, 1.0 / variances.shape[1]), mask)
-    return mask * mix_spectra[:, None]
+    return shares_of(variances) * mix_spectra[:, None]  # no model explains a bin: equal shares
 
 
 def misi(magnitudes: torch.Tensor, mix: torch.Tensor, transform: Spectrogram,
-         iterations: int, initial_phase: torch.Tensor | None = None) -> torch.Tensor:
+         iterations: int, initial_phase: torch.Tensor | None = None,
+         weights: torch.Tensor | None = None) -> torch.Tensor:
     """Waveforms with the given STFT magnitudes, phases made consistent with the mix.
 
     Args:
@@ -54,23 +53,38 @@ def misi(magnitudes: torch.Tensor, mix: torch.Tensor, transform: Spectrogram,
         initial_phase: (batch, n_sources, bins, frames) or (batch, bins, frames) starting
             phases (default: the mix's).
         iterations: MISI iterations (0: the magnitudes with the starting phases).
+        weights: (batch, n_sources, bins, frames), summing to 1 over the sources: each
+            source's share of the mix error in every bin (default: its share of the summed
+            magnitudes, equal shares where they are all zero). Gunawan and Sen share it
+            equally; an equal share puts a quarter of the unexplained error into the slot of
+            a source that is silent there.
 
     Returns:
         (batch, n_sources, time); they add up to `mix` exactly (the last error is shared out).
     """
     length = mix.shape[-1]
-    n_sources = magnitudes.shape[1]
     if initial_phase is None:
         initial_phase = torch.angle(transform.stft(mix))
     if initial_phase.dim() == 3:
         initial_phase = initial_phase[:, None]
+    if weights is None:
+        weights = shares_of(magnitudes)
     phase = torch.polar(torch.ones_like(magnitudes), initial_phase.expand_as(magnitudes))
     signals = transform.istft(magnitudes * phase, length)
     for _ in range(iterations):
-        error = mix - signals.sum(dim=1)  # (B, T)
-        signals = signals + error[:, None] / n_sources
-        signals = transform.istft(with_magnitudes(transform.stft(signals), magnitudes), length)
-    return signals + (mix - signals.sum(dim=1))[:, None] / n_sources
+        error = transform.stft(mix - signals.sum(dim=1))[:, None]  # (B, 1, F, frames)
+        spectra = transform.stft(signals) + weights * error
+        signals = transform.istft(with_magnitudes(spectra, magnitudes), length)
+    error = transform.stft(mix - signals.sum(dim=1))[:, None]
+    return signals + transform.istft(weights * error, length)
+
+
+def shares_of(values: torch.Tensor) -> torch.Tensor:
+    """Each source's share of non-negative `values` (batch, n_sources, ...) in every bin,
+    equal shares where they are all zero."""
+    total = values.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, values / total.clamp_min(FLOOR),
+                       torch.full_like(values, 1.0 / values.shape[1]))
 
 
 def with_magnitudes(spectra: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
