@@ -194,3 +194,20 @@ def test_bundled_toy_model_separates_the_example_in_one_pass():
     remix = separator.mixing(estimate)
     residual = (remix - audio[0]).pow(2).mean() / audio[0].pow(2).mean()
     assert residual < 0.05  # the estimates mix back to within -13 dB of the mix
+
+
+def test_train_posterior_names_the_real_reason_it_refuses(tmp_path):
+    """A model of another family is refused for its family, a combination for being one."""
+    from typer.testing import CliRunner
+
+    from priorsep.cli import app
+
+    runner = CliRunner()
+    common = ["-o", str(tmp_path / "out"), "--steps", "1"]
+    result = runner.invoke(app, ["train-posterior", "toy-exact", *common])
+    assert result.exit_code == 2, result.output
+    assert "flowavenet priors" in result.output and "wavetable" in result.output
+    assert "combination" not in result.output
+    result = runner.invoke(app, ["train-posterior", "toy-flow,chorales-nmf", *common, "-q"])
+    assert result.exit_code == 2, result.output
+    assert "not a combination of several" in result.output

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from priorsep.config import FieldError, PosteriorConfig, TrainConfig
 from priorsep.errors import UsageError
 from priorsep.nn.posterior import PosteriorEncoder
-from priorsep.nn.prior import SourcePriors
+from priorsep.nn.prior import CombinedPriors, SourcePriors
 from priorsep.separation.langevin import log_likelihood
 from priorsep.separation.mixing import Mixing
 from priorsep.storage import save_model, save_posterior
@@ -141,9 +141,13 @@ def train_posterior(
     Raises:
         TrainingInterrupted: after Ctrl-C, once the checkpoint is written.
     """
-    if not isinstance(priors, SourcePriors):
+    if isinstance(priors, CombinedPriors):
         raise UsageError("a posterior is trained against one model folder, not a combination "
                          "of several")
+    if not isinstance(priors, SourcePriors):
+        raise UsageError(f"a posterior encoder is trained against flowavenet priors (its "
+                         f"objective needs their exact density); this model's family is "
+                         f"{priors.config.family}")
     out_dir = Path(out_dir)
     model_config = priors.config
     multiple = math.lcm(model_config.length_multiple, posterior_config.frame)
