@@ -48,11 +48,9 @@ def wiener_separate(priors: SourcePrior, mixes: torch.Tensor, mixing: Mixing,
     variances = priors.mix_variances(spectra)  # (B, N, F, frames)
     with torch.no_grad():
         shares = wiener(variances, spectra)
-        if config.phase == "misi":  # one segment at a time: its temporaries stay small
-            magnitudes = misi_magnitudes(variances, shares, config.magnitudes)
-            contributions = torch.cat([
-                misi(magnitudes[b:b + 1], mixes[b:b + 1], transform, config.misi_iterations)
-                for b in range(mixes.shape[0])])
+        if config.phase == "misi":
+            contributions = misi(misi_magnitudes(variances, shares, config.magnitudes), mixes,
+                                 transform, config.misi_iterations)
         else:
             contributions = transform.istft(shares, mixes.shape[-1])
         weights = mixing.weights(n_sources, mixes.dtype, mixes.device)
