@@ -2,10 +2,15 @@
 
 It serves `HEAD`/`GET /<owner>/<name>/resolve/<revision>/<path>` with the headers the client
 relies on (`X-Repo-Commit`, `ETag`: sha256 for `*.safetensors` like LFS files, the git blob sha1
-otherwise, `Content-Length`) and the Hub's `X-Error-Code` on 404s (`RepoNotFound`,
-`RevisionNotFound`, `EntryNotFound`). Faults can be switched on: `hang` (every request waits
-until the server stops or `hang_seconds` pass, without answering) and `corrupt` (a file's bytes
-are damaged in transit while its headers still announce the original).
+otherwise, `Content-Length`), byte ranges (`Range: bytes=N-` gets 206, as the Hub's CDN does)
+and the Hub's `X-Error-Code` on 404s (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`).
+
+Faults can be switched on: `hang` (every request waits until the server stops or
+`hang_seconds` pass, without answering), `trickle` (every answer, status line included, comes
+one byte per `trickle_seconds`), `trickle_bodies` (the same for file bodies only), `corrupt` (a
+file's bytes are damaged in transit while its headers still announce the original), `cut` (a
+file's body stops halfway and the connection closes, `cuts[path]` times), and `status` (every
+file request after the first `status_after` answers that HTTP status).
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ def etag_of(path: str, data: bytes) -> str:
     return git_blob_sha1(data)
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client hangs up mid-answer (the faults make them do so)."""
+
+    def handle_error(self, request, client_address) -> None:
+        pass
+
+
 @dataclass
 class FakeRepo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
@@ -46,8 +58,19 @@ class FakeHub:
         self.authorizations: list[str | None] = []
         self.hang = False
         self.hang_seconds = 10.0
+        self.trickle = False
+        self.trickle_bodies = False
+        self.trickle_seconds = 0.5
         self.corrupt: set[str] = set()
         """Paths (in any repo) served with damaged bytes."""
+        self.cuts: dict[str, int] = {}
+        """Path -> how many more GETs of it stop halfway through the body."""
+        self.status: int | None = None
+        self.status_after = 0
+        """How many file requests are answered normally before `status` applies."""
+        self.ranges: list[str | None] = []
+        """The Range header of every GET of a file, in order."""
+        self._file_requests = 0
         self._stopped = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
@@ -83,7 +106,7 @@ class FakeHub:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeHub:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                          daemon=True).start()
@@ -131,6 +154,9 @@ class FakeHub:
         parts = path.lstrip("/").split("/")
         if len(parts) < 5 or parts[2] != "resolve":
             return self._send(request, 404, b"not found", body, {})
+        self._file_requests += 1
+        if self.status is not None and self._file_requests > self.status_after:
+            return self._send(request, self.status, b"failing on purpose", body, {})
         repo_id, revision, filename = "/".join(parts[:2]), unquote(parts[3]), "/".join(parts[4:])
         repo = self.repos.get(repo_id)
         if repo is None:
@@ -148,15 +174,54 @@ class FakeHub:
                    "Content-Type": "application/octet-stream"}
         if filename in self.corrupt:
             data = bytes(byte ^ 0xFF for byte in data)  # same length, other bytes
-        self._send(request, 200, data, body, headers)
+        status, size = 200, len(data)
+        if body:
+            self.ranges.append(request.headers.get("Range"))
+            start = self._range_start(request.headers.get("Range"))
+            if start:
+                headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+                status, data = 206, data[start:]
+        cut = body and self.cuts.get(filename, 0) > 0
+        if cut:
+            self.cuts[filename] -= 1
+        self._send(request, status, data, body, headers, cut=cut)
 
     @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, data: bytes, body: bool,
-              headers: dict[str, str]) -> None:
+    def _range_start(header: str | None) -> int:
+        if not header or not header.startswith("bytes=") or not header.endswith("-"):
+            return 0
+        return int(header[len("bytes="):-1])
+
+    def _send(self, request: BaseHTTPRequestHandler, status: int, data: bytes, body: bool,
+              headers: dict[str, str], cut: bool = False) -> None:
+        if self.trickle:
+            request.wfile.write = self._trickled(request.wfile.write)
         request.send_response(status)
         for name, value in headers.items():
             request.send_header(name, value)
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
-        if body:
+        if not body:
+            return
+        if cut:
+            request.wfile.write(data[:len(data) // 2])
+            request.wfile.flush()
+            request.close_connection = True
+            request.connection.shutdown(2)
+            return
+        if self.trickle_bodies and "X-Repo-Commit" in headers:
+            self._trickled(request.wfile.write)(data)
+        else:
             request.wfile.write(data)
+
+    def _trickled(self, write):
+        """`write`, one byte per `trickle_seconds`, until the data is out or the server stops."""
+        def slowly(data: bytes) -> None:
+            for index in range(len(data)):
+                if self._stopped.wait(self.trickle_seconds):
+                    return
+                write(data[index:index + 1])
+                request_flush = getattr(write, "__self__", None)
+                if request_flush is not None and hasattr(request_flush, "flush"):
+                    request_flush.flush()
+        return slowly

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from priorsep import hub as hub_module
 from priorsep.cli import app
 from priorsep.config import FlowConfig, ModelConfig
 from priorsep.errors import (
+    CacheError,
     HubUnreachableError,
     ModelFormatError,
     ModelIntegrityError,
@@ -64,7 +68,7 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                 "HF_HUB_ETAG_TIMEOUT"):
+                 "HF_HUB_ETAG_TIMEOUT", "PRIORSEP_HUB_DEADLINE"):
         monkeypatch.delenv(name, raising=False)
     # read by huggingface_hub when it was imported: the URL template, its own files, offline mode
     monkeypatch.setattr(constants, "ENDPOINT", server.url)
@@ -182,6 +186,131 @@ def test_hanging_hub_times_out_to_the_cache_with_a_notice(hub, tmp_path):
     with pytest.raises(HubUnreachableError, match="owner/never-fetched@main: could not reach"):
         resolve_model("owner/never-fetched", timeout=1)
     assert time.perf_counter() - started < 10
+
+
+# faults: each ends in one line and a documented exit, and the next run recovers
+
+
+def separate_with(hub_model: str, tmp_path: Path) -> list[str]:
+    """The `separate` command line for a short mix and a Hub model."""
+    mix = tmp_path / "mix.wav"
+    if not mix.exists():
+        soundfile.write(mix, 0.1 * torch.randn(800).numpy(), 16000)
+    return ["separate", str(mix), "-o", str(tmp_path / "separated"), "--model", hub_model,
+            "--steps", "1", "--quiet", "--overwrite"]
+
+
+def one_error_line(result, error: type) -> str:
+    assert result.exit_code == error.exit_code, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_trickling_hub_ends_within_the_deadline_or_falls_back_to_the_cache(hub, tmp_path,
+                                                                             monkeypatch):
+    """A server that sends a byte now and then never trips the between-bytes timeout."""
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "model"))
+    hub.publish_folder("owner/other", tiny_model(tmp_path / "other"))
+    runner = CliRunner()
+    assert runner.invoke(app, separate_with("owner/tiny", tmp_path)).exit_code == 0
+    monkeypatch.setenv("PRIORSEP_HUB_DEADLINE", "1.5")
+    hub.trickle, hub.trickle_seconds = True, 0.2
+    started = time.perf_counter()
+    result = runner.invoke(app, separate_with("owner/other", tmp_path))
+    line = one_error_line(result, HubUnreachableError)
+    assert "not done within 1.5 s, PRIORSEP_HUB_DEADLINE" in line
+    result = runner.invoke(app, separate_with("owner/tiny", tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "using the cached copy of owner/tiny@main" in result.stderr
+    assert time.perf_counter() - started < 10
+
+
+def test_stalled_download_ends_within_the_deadline_and_the_next_run_completes(hub, tmp_path,
+                                                                               monkeypatch):
+    folder = tiny_model(tmp_path / "model")
+    hub.publish_folder("owner/tiny", folder)
+    monkeypatch.setenv("PRIORSEP_HUB_DEADLINE", "1.5")
+    hub.trickle_bodies, hub.trickle_seconds = True, 0.2
+    runner = CliRunner()
+    line = one_error_line(runner.invoke(app, separate_with("owner/tiny", tmp_path)),
+                          HubUnreachableError)
+    assert "downloading config.json failed (not done within 1.5 s" in line
+    hub.trickle_bodies = False
+    assert runner.invoke(app, separate_with("owner/tiny", tmp_path)).exit_code == 0
+    assert same_weights(load_priors("owner/tiny", offline=True), load_model(folder))
+
+
+def test_download_cut_halfway_is_retried_quietly_or_fails_in_one_line(hub, tmp_path):
+    folder = tiny_model(tmp_path / "model")
+    hub.publish_folder("owner/tiny", folder)
+    runner = CliRunner()
+    hub.cuts[WEIGHTS_NAME] = 1  # one cut, then the Hub serves it whole
+    result = runner.invoke(app, separate_with("owner/tiny", tmp_path))
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert same_weights(load_priors("owner/tiny", offline=True), load_model(folder))
+    hub.publish_folder("owner/again", folder)
+    hub.cuts[WEIGHTS_NAME] = 1
+    hub.status, hub.status_after = 503, hub._file_requests + 4  # the retry meets a failing Hub
+    line = one_error_line(runner.invoke(app, separate_with("owner/again", tmp_path)),
+                          HubUnreachableError)
+    assert "owner/again@main: downloading model.safetensors failed" in line and "503" in line
+    hub.status = None
+    result = runner.invoke(app, separate_with("owner/again", tmp_path))
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert same_weights(load_priors("owner/again", offline=True), load_model(folder))
+
+
+def test_a_file_where_the_cache_should_be_is_named(hub, tmp_path, monkeypatch):
+    hub.publish_folder("owner/tiny", tiny_model(tmp_path / "model"))
+    runner = CliRunner()
+    home = Path(os.environ["HF_HOME"])
+    home.write_text("not a folder")
+    line = one_error_line(runner.invoke(app, separate_with("owner/tiny", tmp_path)), CacheError)
+    assert f"{home} is a file, not a folder" in line
+    home.unlink()
+    home.mkdir()
+    (home / "hub").write_text("not a folder")
+    line = one_error_line(runner.invoke(app, ["models", "download", "owner/tiny"]), CacheError)
+    assert f"{home / 'hub'} is a file, not a folder" in line
+    (home / "hub").unlink()
+    assert runner.invoke(app, separate_with("owner/tiny", tmp_path)).exit_code == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as a full disk")
+def test_disk_full_during_a_download_is_one_line_and_leaves_nothing_used(hub, tmp_path):
+    """A file-size limit makes every write past 2000 bytes fail as a full disk does."""
+    folder = tiny_model(tmp_path / "model")
+    assert (folder / WEIGHTS_NAME).stat().st_size > 2000
+    hub.publish_folder("owner/tiny", folder)
+
+    def limit() -> None:
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    command = [sys.executable, "-m", "priorsep", *separate_with("owner/tiny", tmp_path)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    full = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=limit,
+                          timeout=120)
+    assert full.returncode == CacheError.exit_code, full.stderr
+    assert full.stderr.count("\n") == 1 and "the disk is full" in full.stderr
+    assert not (tmp_path / "separated").exists()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert same_weights(load_priors("owner/tiny", offline=True), load_model(folder))
+
+
+@pytest.mark.parametrize(("variable", "value"), [("PRIORSEP_HUB_DEADLINE", "soon"),
+                                                 ("PRIORSEP_HUB_DEADLINE", "-1"),
+                                                 ("HF_HUB_ETAG_TIMEOUT", "nan"),
+                                                 ("HF_HUB_ETAG_TIMEOUT", "0")])
+def test_bad_hub_settings_are_usage_errors(hub, tmp_path, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    line = one_error_line(CliRunner().invoke(app, separate_with("owner/tiny", tmp_path)),
+                          UsageError)
+    assert f"{variable}={value}: must be a number of seconds above 0" in line
 
 
 def test_token_from_hf_token_is_sent(hub, tmp_path, monkeypatch):

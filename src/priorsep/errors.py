@@ -62,6 +62,13 @@ class ModelIntegrityError(ModelFormatError):
     exit_code = 10
 
 
+class CacheError(PriorsepError):
+    """The Hugging Face cache cannot be used: a file where a folder should be, no permission,
+    or the disk full during a download."""
+
+    exit_code = 17
+
+
 class CheckpointError(PriorsepError):
     """A training checkpoint cannot be resumed (missing, corrupt, or from another config)."""
 

@@ -5,20 +5,32 @@ Files land in the standard cache (`<HF_HUB_CACHE>/models--owner--name/snapshots/
 shared with every other library that uses it, and are checked against the checksum the Hub
 announced for them. Only failures to reach the Hub come back as `HubUnavailable`, so that the
 caller can fall back to the cache; everything else is a `PriorsepError` a user can act on.
+
+Every exchange with the Hub (a probe, one file's download) runs in a worker thread and must end
+within a deadline (`PRIORSEP_HUB_DEADLINE`, 60 s by default): the library's own timeouts bound
+only the wait between two bytes, so a server that trickles would otherwise hold a run forever.
+The library's retry warnings from those threads are dropped; what failed is said once, by the
+error. A download cut off leaves its partial file in the cache's blobs, which the next run
+resumes (or refetches, if the server ignores the byte range).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx2
 from huggingface_hub import (
+    close_session,
     constants,
     get_hf_file_metadata,
     hf_hub_download,
@@ -39,12 +51,14 @@ from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import silent_tqdm
 
 from priorsep.errors import (
+    CacheError,
     HubUnreachableError,
     ModelFormatError,
     ModelIntegrityError,
     ModelNotCachedError,
     ModelNotFoundError,
     PriorsepError,
+    UsageError,
 )
 from priorsep.files import atomic_write_text
 from priorsep.layout import (
@@ -63,9 +77,26 @@ LAYOUTS = {"model": MODEL_FILES, "bag": (BAG_NAME,), "levels": (LEVELS_NAME,)}
 OPTIONAL = (CARD_NAME, POSTERIOR_NAME, POSTERIOR_CONFIG_NAME, SEPARATION_NAME)
 """Files a model folder may lack: the card, the amortised posterior and the tuned settings."""
 COMMIT = re.compile(r"[0-9a-f]{40}")
+DEADLINE_VARIABLE = "PRIORSEP_HUB_DEADLINE"
+DEFAULT_DEADLINE = 60.0
+"""Seconds one exchange with the Hub (a probe, one file's download) may take in all."""
+WORKER_NAME = "priorsep-hub"
 
 Notify = Callable[[str], None]
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
+
+
+class _DropWorkerChatter(logging.Filter):
+    """Drops the library's warnings from the Hub worker threads (retries, resumptions)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName.startswith(WORKER_NAME)
+                    and record.levelno < logging.ERROR)
+
+
+for _name in ("huggingface_hub.file_download", "huggingface_hub.utils._http"):
+    logging.getLogger(_name).addFilter(_DropWorkerChatter())
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,8 @@ class HubSettings:
     offline: bool
     timeout: float
     """Seconds to wait for the Hub to answer before falling back to the cache."""
+    deadline: float | None = DEFAULT_DEADLINE
+    """Seconds one exchange may take in all (a probe, one file's download); None: no limit."""
     progress: bool = False
     """Let `huggingface_hub` draw its download bars (on stderr)."""
     notify: Notify | None = None
@@ -87,13 +120,39 @@ def _is_true(value: str) -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def _seconds(name: str, default: float, zero_is_none: bool = False) -> float | None:
+    """A number of seconds from the environment variable `name` (unset or empty: `default`).
+
+    Raises:
+        UsageError: the value is not a finite number of seconds above zero (or 0, where
+            `zero_is_none`: no limit).
+    """
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if zero_is_none and seconds == 0:
+        return None
+    if not (math.isfinite(seconds) and seconds > 0):
+        allowed = "a number of seconds above 0, or 0 for no limit" if zero_is_none else \
+            "a number of seconds above 0"
+        raise UsageError(f"{name}={value}: must be {allowed}")
+    return seconds
+
+
 def hub_settings(offline: bool | None = None, timeout: float | None = None,
                  notify: Notify | None = None, progress: bool = False) -> HubSettings:
     """Settings from the arguments, else from the environment now, else `huggingface_hub`'s.
 
     Reading the environment at each call (not only when `huggingface_hub` is imported) lets a
-    program or a test set HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE or
-    HF_HUB_ETAG_TIMEOUT at run time.
+    program or a test set HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE,
+    HF_HUB_ETAG_TIMEOUT or PRIORSEP_HUB_DEADLINE at run time.
+
+    Raises:
+        UsageError: HF_HUB_ETAG_TIMEOUT or PRIORSEP_HUB_DEADLINE is not a number of seconds.
     """
     cache = (os.environ.get("HF_HUB_CACHE")
              or (os.environ.get("HF_HOME") and os.path.join(os.environ["HF_HOME"], "hub"))
@@ -102,10 +161,11 @@ def hub_settings(offline: bool | None = None, timeout: float | None = None,
         value = os.environ.get("HF_HUB_OFFLINE")
         offline = _is_true(value) if value is not None else constants.HF_HUB_OFFLINE
     if timeout is None:
-        value = os.environ.get("HF_HUB_ETAG_TIMEOUT")
-        timeout = float(value) if value else float(constants.HF_HUB_ETAG_TIMEOUT)
+        timeout = _seconds("HF_HUB_ETAG_TIMEOUT", float(constants.HF_HUB_ETAG_TIMEOUT))
+    deadline = _seconds(DEADLINE_VARIABLE, DEFAULT_DEADLINE, zero_is_none=True)
     endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-    return HubSettings(endpoint, Path(cache).expanduser(), offline, timeout, progress, notify)
+    return HubSettings(endpoint, Path(cache).expanduser(), offline, timeout, deadline, progress,
+                       notify)
 
 
 def _one_line(error: BaseException) -> str:
@@ -116,6 +176,10 @@ def _one_line(error: BaseException) -> str:
 
 class HubUnavailable(Exception):
     """The Hub did not answer usefully (network failure, timeout, 5xx); the text says why."""
+
+
+class ExchangeTimedOut(Exception):
+    """An exchange with the Hub did not end within the deadline; the text says so."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +211,64 @@ class HubClient:
         else:
             logger.warning(message)
 
+    def exchange(self, call: Callable[[], T]) -> T:
+        """`call()` in a worker thread, within `settings.deadline` seconds.
+
+        On time-out the library's connections are closed (which ends the worker's wait) and the
+        worker is left to finish on its own; a download it had under way stays resumable.
+
+        Raises:
+            ExchangeTimedOut: `call` did not return in time.
+            whatever `call` raises.
+        """
+        outcome: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread)
+                outcome["error"] = error
+
+        worker = threading.Thread(target=work, name=WORKER_NAME, daemon=True)
+        worker.start()
+        worker.join(self.settings.deadline)
+        if worker.is_alive():
+            close_session()
+            raise ExchangeTimedOut(f"not done within {self.settings.deadline:g} s, "
+                                   f"{DEADLINE_VARIABLE}")
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["value"]  # type: ignore[return-value]
+
+    def check_cache(self) -> None:
+        """Refuse a cache that cannot be used: a file where HF_HOME or the cache folder (or a
+        folder above them) should be.
+
+        Raises:
+            CacheError: naming the file in the way.
+        """
+        home = os.environ.get("HF_HOME")
+        for folder in (Path(home).expanduser() if home else None, self.settings.cache_dir):
+            if folder is None:
+                continue
+            existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+            if existing is not None and not existing.is_dir():
+                raise CacheError(f"the Hugging Face cache {self.settings.cache_dir} cannot be "
+                                 f"used: {existing} is a file, not a folder (move it, or set "
+                                 "HF_HOME or HF_HUB_CACHE to a folder)")
+
+    def cache_error(self, error: OSError, what: str) -> CacheError:
+        """A one-line `CacheError` for an OSError met while writing the cache."""
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = "the disk is full"
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why = "no permission to write there"
+        else:
+            why = _one_line(error)
+        return CacheError(f"{what} into the Hugging Face cache {self.settings.cache_dir}: {why} "
+                          "(nothing half-written is used; free space or fix the folder, or set "
+                          "HF_HUB_CACHE elsewhere, then run again)")
+
     def storage(self, repo_id: str) -> Path:
         """The cache folder of a model repo (the documented `huggingface_hub` cache layout)."""
         return self.settings.cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
@@ -154,7 +276,8 @@ class HubClient:
     def probe(self, repo_id: str, revision: str, prefix: str, label: str) -> tuple[str, str]:
         """Ask the Hub which layout a folder has and which commit `revision` is: (layout, commit).
 
-        One HEAD request per candidate file, no retries, `settings.timeout` seconds each.
+        One HEAD request per candidate file, no retries, `settings.timeout` seconds between
+        bytes and `settings.deadline` in all.
 
         Raises:
             HubUnavailable: the Hub did not answer, or answered 429 / 5xx.
@@ -164,7 +287,10 @@ class HubClient:
         for layout, names in LAYOUTS.items():
             url = hf_hub_url(repo_id, prefix + names[0], revision=revision, endpoint=endpoint)
             try:
-                metadata = get_hf_file_metadata(url, timeout=timeout, endpoint=endpoint)
+                metadata = self.exchange(lambda url=url: get_hf_file_metadata(
+                    url, timeout=timeout, endpoint=endpoint))
+            except ExchangeTimedOut as error:
+                raise HubUnavailable(str(error)) from None
             except RemoteEntryNotFoundError:
                 continue
             except RevisionNotFoundError:
@@ -220,17 +346,22 @@ class HubClient:
 
         Raises:
             ModelNotCachedError, HubUnreachableError, ModelFormatError, ModelIntegrityError,
-            or PriorsepError when the cache cannot be written.
+            or CacheError when the cache cannot be written.
         """
         folder = None
         for name in LAYOUTS[layout]:
             filename = prefix + name
             try:
-                path = Path(hf_hub_download(
+                path = Path(self.exchange(lambda filename=filename: hf_hub_download(
                     repo_id, filename, revision=commit, cache_dir=self.settings.cache_dir,
                     endpoint=self.settings.endpoint, etag_timeout=self.settings.timeout,
                     local_files_only=not online,
-                    tqdm_class=None if self.settings.progress else silent_tqdm))
+                    tqdm_class=None if self.settings.progress else silent_tqdm)))
+            except ExchangeTimedOut as error:
+                raise HubUnreachableError(
+                    f"{label}: downloading {filename} failed ({error}); run again to resume it, "
+                    f"or allow more time on a slow connection with {DEADLINE_VARIABLE}"
+                ) from None
             except (RemoteEntryNotFoundError, LocalEntryNotFoundError) as error:
                 if name in OPTIONAL:  # welcome, but not needed to load the priors
                     continue
@@ -247,9 +378,13 @@ class HubClient:
                 raise HubUnreachableError(f"{label}: downloading {filename} failed "
                                           f"({type(error).__name__}: {_one_line(error)})"
                                           ) from None
-            except OSError as error:  # the cache folder: permissions, disk full, a size mismatch
-                raise PriorsepError(f"{label}: could not download {filename} into "
-                                    f"{self.settings.cache_dir} ({_one_line(error)})") from None
+            except OSError as error:
+                if error.errno is None:  # the library's size check: the body came short
+                    raise HubUnreachableError(f"{label}: downloading {filename} failed (the "
+                                              "Hub sent fewer bytes than it announced); run "
+                                              "again to fetch it afresh") from None
+                raise self.cache_error(error, f"{label}: could not download {filename}"
+                                       ) from None
             if self.verify:
                 verify_blob(path, f"{label}: {filename}")
             folder = folder or path.parent

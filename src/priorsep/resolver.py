@@ -19,8 +19,9 @@ or `../` are relative to the bag; in a Hub repo they name subfolders at the bag'
 repo can hold one model folder per source. Any other value is an id as typed on the command line.
 
 Hub settings are read from the environment each time a model is resolved: HF_ENDPOINT,
-HF_HUB_CACHE or HF_HOME, HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT, and HF_TOKEN (read by
-`huggingface_hub`). When the Hub cannot be reached, a cached copy is used with a notice.
+HF_HUB_CACHE or HF_HOME, HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT, PRIORSEP_HUB_DEADLINE, and
+HF_TOKEN (read by `huggingface_hub`). When the Hub cannot be reached, a cached copy is used
+with a notice.
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ class Resolver:
         label = label or f"{repo_id}@{revision}"
         download_id = f"{repo_id}@{revision_asked or revision}"  # the repo, not a subfolder
         client, settings = self.client, self.client.settings
+        client.check_cache()
         found = None
         if settings.offline or COMMIT.fullmatch(revision):  # a cached commit never changes
             found = client.cached_layout(repo_id, revision, prefix)
