@@ -30,15 +30,20 @@ RATE = 16000
 
 
 def write_midi(path: Path, parts: dict[str, list[tuple[int, float, float]]],
-               tempo_bpm: float = 120.0, empty: tuple[str, ...] = ()) -> Path:
+               tempo_bpm: float = 120.0, empty: tuple[str, ...] = (),
+               programs: dict[str, int] | None = None, channels: dict[str, int] | None = None
+               ) -> Path:
     """A type-1 MIDI file: a conductor track, then a track per part of (note, start beat,
-    beats) notes; parts named in `empty` get a program change and no note."""
+    beats) notes, on channel 0, 1, ... (or `channels[name]`) with a program change to 0 (or
+    `programs[name]`); parts named in `empty` get a program change and no note."""
     ticks = 480
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks)
     conductor = mido.MidiTrack([mido.MetaMessage("set_tempo",
                                                  tempo=mido.bpm2tempo(tempo_bpm), time=0)])
     midi.tracks.append(conductor)
-    for channel, (name, notes) in enumerate(parts.items()):
+    for index, (name, notes) in enumerate(parts.items()):
+        channel = (channels or {}).get(name, index)
+        program = (programs or {}).get(name, 0)
         events = []
         for note, start, beats in notes:
             events.append((int(start * ticks), mido.Message("note_on", channel=channel,
@@ -46,7 +51,8 @@ def write_midi(path: Path, parts: dict[str, list[tuple[int, float, float]]],
             events.append((int((start + beats) * ticks),
                            mido.Message("note_off", channel=channel, note=note)))
         track = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0),
-                                mido.Message("program_change", channel=channel, program=0)])
+                                mido.Message("program_change", channel=channel,
+                                             program=program)])
         now = 0
         for tick, message in sorted(events, key=lambda item: item[0]):
             track.append(message.copy(time=tick - now))
@@ -83,8 +89,11 @@ def test_parse_instrument():
     assert parse_instrument("violin=40") == Instrument("violin", 40, None)
     assert parse_instrument("bass=70@3") == Instrument("bass", 70, 3)
     assert parse_instrument("alto=71@Alto").part == "Alto"
+    assert parse_instrument("kit=drums@4") == Instrument("kit", 0, 4, drums=True)
+    assert parse_instrument("kit=drums:25") == Instrument("kit", 25, None, drums=True)
+    assert parse_instrument("kit=drums:25").spec() == "kit=drums:25"
     for bad in ("violin", "=40", "violin=", "violin=x", "violin=128", "mixture=1", "a b=1",
-                "violin=40@"):
+                "violin=40@", "kit=drums:x", "kit=drums:200"):
         with pytest.raises(UsageError):
             parse_instrument(bad)
 
@@ -129,7 +138,10 @@ def test_assign_errors(tmp_path):
     path = write_midi(tmp_path / "e.mid", {"Upper": [(72, 0.0, 1.0)]}, empty=("Silent",))
     score = read_midi(path.read_bytes(), "e", "e.mid")
     with pytest.raises(PartMappingError, match='part 1 \\("Silent"\\).*has no notes'):
+        assign(score, [Instrument("a", 1), Instrument("b", 2, "Silent")])
+    with pytest.raises(PartMappingError, match="instrument b maps to no part .the piece has 1 part.s. with notes"):
         assign(score, [Instrument("a", 1), Instrument("b", 2)])
+    assert [p.name for _, p in assign(score, [Instrument("a", 1)])] == ["Upper"]  # none needed
 
 
 def test_split_rule_is_the_documented_hash():
@@ -251,3 +263,64 @@ def test_a_gain_fluidsynth_cannot_use_is_refused(tmp_path, gain):
     assert result.exit_code == 2, result.output
     assert "master gain" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+BAND = {"Keys": [(60, 0.0, 1.0), (64, 1.0, 1.0)], "First": [(76, 0.0, 2.0)],
+        "Second": [(69, 0.0, 2.0)], "Bass": [(40, 0.0, 2.0)],
+        "Kit": [(42, beat / 2, 0.25) for beat in range(4)] + [(36, 0.0, 0.5)]}
+"""Four instruments (two on one program) and drums, as a sequencer writes them."""
+
+
+def band(path: Path) -> Path:
+    return write_midi(path, BAND, programs={"Keys": 0, "First": 40, "Second": 40, "Bass": 32},
+                      channels={"Kit": 9}, empty=("Setup",))
+
+
+def centroid(signal: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(signal))
+    return float((np.fft.rfftfreq(len(signal), 1 / RATE) * spectrum).sum() / spectrum.sum())
+
+
+def test_parts_as_written_are_named_by_their_programs(tmp_path):
+    from priorsep.render.instruments import as_written, program_name
+
+    score = read_midi(band(tmp_path / "band.mid").read_bytes(), "band", "band.mid")
+    assert [part.program for part in score.parts] == [0, 40, 40, 32, 0, 0]
+    assert [part.drums for part in score.parts] == [False] * 4 + [True, True]
+    pairs = as_written(score)  # the set-up track has no notes: no part to play
+    assert [instrument.spec() for instrument, _ in pairs] == [
+        "acoustic_grand_piano=0@0", "violin_1=40@1", "violin_2=40@2", "acoustic_bass=32@3",
+        "drums=drums@4"]
+    assert program_name(24) == "acoustic_guitar_nylon"
+    assert program_name(87) == "lead_8_bass_and_lead"
+
+
+def test_midi_as_it_comes_renders_one_solo_per_part_and_drums_on_a_kit(tmp_path,
+                                                                         synthesiser):
+    midi = band(tmp_path / "band.mid")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["render", str(midi), "-o", str(out), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    piece = out / "pieces" / "test" / "band"
+    names = ["acoustic_bass", "acoustic_grand_piano", "drums", "violin_1", "violin_2"]
+    assert sorted(path.stem for path in piece.glob("*.wav")) == sorted([*names, "mixture"])
+    solos = {name: soundfile.read(piece / f"{name}.wav")[0] for name in names}
+    assert all(np.sqrt(np.mean(solo ** 2)) > 1e-3 for solo in solos.values())
+    mixture = soundfile.read(piece / "mixture.wav")[0]
+    assert np.allclose(mixture, np.mean(list(solos.values()), axis=0), atol=1e-6)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sources"] == names and manifest["instruments"].startswith("as written")
+    # the kit, not a piano playing the drum part's notes: hi-hats and a kick, bright
+    score = read_midi(midi.read_bytes(), "band", str(midi))
+    from priorsep.render.fluidsynth import Synthesiser, find_soundfont
+
+    with Synthesiser(find_soundfont(), RATE) as synth:
+        as_piano = synth.render(0, score.parts[4].events, len(solos["drums"]))
+    assert centroid(solos["drums"]) > 1.5 * centroid(as_piano)
+    # -i still overrides, drums included
+    result = runner.invoke(app, ["render", str(midi), "-o", str(tmp_path / "given"), "-i",
+                                 "kit=drums@4", "-i", "piano=0@0", "-i", "a=40@1", "-i",
+                                 "b=41@2", "-i", "bass=33@3", "--split", "test"])
+    assert result.exit_code == 0, result.output
+    given = tmp_path / "given" / "pieces" / "test" / "band"
+    assert np.array_equal(soundfile.read(given / "kit.wav")[0], solos["drums"])

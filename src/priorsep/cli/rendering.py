@@ -26,8 +26,12 @@ def render(
     instrument: Annotated[list[str] | None, typer.Option(
         "--instrument", "-i", help="NAME=PROGRAM\\[@PART]: a source name, its 0-based General "
                                    "MIDI program (40 violin, 71 clarinet, 66 tenor sax, 70 "
-                                   "bassoon) and the part it plays (index from 0, or track "
-                                   "name; default: the next part). Repeat, one per part.",
+                                   "bassoon; drums, or drums:KIT, for a drum kit) and the part "
+                                   "it plays (index from 0, or track name; default: the next "
+                                   "part). Repeat, one per part. \\[default: as written: every "
+                                   "part with notes on its own program, named after it "
+                                   "(violin, acoustic_grand_piano; violin_1, violin_2 for two), "
+                                   "channel 10 as drums]",
         show_default=False)] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the files, Hz.")] = 16000,
     soundfont: Annotated[Path | None, typer.Option(
@@ -50,7 +54,9 @@ def render(
                            "--sample-rate) and print its folder; takes no inputs.")] = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Render MIDI into one solo WAV per instrument and their mix (the mean) per piece.
+    """Render MIDI into one solo WAV per instrument and their mix (the mean) per piece: the
+    parts as written (their own General MIDI programs, drums on channel 10), or on the
+    instruments given with -i.
 
     Deterministic: the same inputs, settings and soundfont give the same bytes. Every input is
     read and its parts mapped to the instruments before anything is written. Needs FluidSynth
@@ -73,9 +79,7 @@ def render(
         raise UsageError("no input: give MIDI files, folders or corpus:PATTERN")
     if out is None:
         raise UsageError("--out is needed (the folder to write)")
-    if not instrument:
-        raise UsageError("no --instrument: name one per part, e.g. -i violin=40 -i cello=42")
-    chosen = [parse_instrument(text) for text in instrument]
+    chosen = [parse_instrument(text) for text in instrument] if instrument else None
     settings = RenderSettings(sample_rate=sample_rate, soundfont=soundfont,
                               subtype="int16" if int16 else "float32", tail=tail,
                               split=None if split == "auto" else split, gain=gain)

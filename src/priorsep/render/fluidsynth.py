@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from priorsep.errors import SynthesiserNotFoundError
-from priorsep.render.midi import Event
+from priorsep.render.midi import DRUM_CHANNEL, Event
 
 SOUNDFONT_ENV = "PRIORSEP_SOUNDFONT"
 SOUNDFONT_PLACES: tuple[str, ...] = (
@@ -43,6 +43,8 @@ on one part can pass 1.0: float files keep them, 16-bit files clip."""
 _LIBRARY_NAMES = ("fluidsynth", "libfluidsynth-3", "libfluidsynth")
 _SONAMES = ("libfluidsynth.so.3", "libfluidsynth.so.2", "libfluidsynth.3.dylib")
 _FAILED = -1
+DRUM_BANK = 128
+"""The bank of a soundfont's drum kits."""
 
 
 def find_soundfont(path: str | os.PathLike | None = None) -> Path:
@@ -150,21 +152,29 @@ class Synthesiser:
                                            "soundfont")
         return settings, synth, font
 
-    def render(self, program: int, events: Sequence[Event], length: int) -> np.ndarray:
-        """Play `events` on General MIDI `program` (0-127, bank 0, channel 0).
+    def render(self, program: int, events: Sequence[Event], length: int,
+               drums: bool = False) -> np.ndarray:
+        """Play `events` on General MIDI `program` (0-127, bank 0, channel 1), or on the
+        soundfont's drum kit `program` (bank 128, the percussion channel 10) when `drums`.
 
         Args:
-            program: 0-based GM program (40 violin, 71 clarinet, 66 tenor sax, 70 bassoon).
+            program: 0-based GM program (40 violin, 71 clarinet, 66 tenor sax, 70 bassoon), or
+                the drum kit (0 the standard kit).
             events: time-ordered MIDI channel events of one part (their channel is ignored).
             length: samples to render; events at or after it are dropped.
+            drums: play a percussion part.
 
         Returns:
             (length,) float32, mono: the mean of FluidSynth's left and right outputs.
         """
         lib = self.library
+        channel = DRUM_CHANNEL if drums else 0
         settings, synth, font = self._new_synth()
         try:
-            lib.fluid_synth_program_select(synth, 0, font, 0, int(program))
+            if lib.fluid_synth_program_select(synth, channel, font, DRUM_BANK if drums else 0,
+                                              int(program)) == _FAILED and drums:
+                # a kit the soundfont lacks: its standard kit, as a GM synthesiser does
+                lib.fluid_synth_program_select(synth, channel, font, DRUM_BANK, 0)
             left = np.zeros(length, dtype=np.float32)
             right = np.zeros(length, dtype=np.float32)
             left_pointer, right_pointer = left.ctypes.data, right.ctypes.data
@@ -177,7 +187,7 @@ class Synthesiser:
                     position = sample
                 if position >= length:
                     break
-                self._send(synth, event)
+                self._send(synth, channel, event)
             if length > position:
                 lib.fluid_synth_write_float(synth, length - position, left_pointer, position, 1,
                                             right_pointer, position, 1)
@@ -186,20 +196,20 @@ class Synthesiser:
             lib.delete_fluid_settings(settings)
         return (0.5 * (left + right)).astype(np.float32)
 
-    def _send(self, synth: int, event: Event) -> None:
+    def _send(self, synth: int, channel: int, event: Event) -> None:
         lib, kind, data = self.library, event.kind, event.data
         if kind == "note_on":
-            lib.fluid_synth_noteon(synth, 0, data[0], data[1])
+            lib.fluid_synth_noteon(synth, channel, data[0], data[1])
         elif kind == "note_off":
-            lib.fluid_synth_noteoff(synth, 0, data[0])
+            lib.fluid_synth_noteoff(synth, channel, data[0])
         elif kind == "control_change":
-            lib.fluid_synth_cc(synth, 0, data[0], data[1])
+            lib.fluid_synth_cc(synth, channel, data[0], data[1])
         elif kind == "pitchwheel":
-            lib.fluid_synth_pitch_bend(synth, 0, data[0] + 8192)  # mido: -8192..8191
+            lib.fluid_synth_pitch_bend(synth, channel, data[0] + 8192)  # mido: -8192..8191
         elif kind == "aftertouch":
-            lib.fluid_synth_channel_pressure(synth, 0, data[0])
+            lib.fluid_synth_channel_pressure(synth, channel, data[0])
         elif kind == "polytouch":
-            lib.fluid_synth_key_pressure(synth, 0, data[0], data[1])
+            lib.fluid_synth_key_pressure(synth, channel, data[0], data[1])
 
     def close(self) -> None:
         """Free the soundfont (the object cannot render afterwards)."""

@@ -4,7 +4,10 @@ A part is one (track, channel) pair that holds channel messages: in a type-1 fil
 export, most notation programs) a track per voice; in a type-0 file a channel per voice. Tracks
 of meta messages only (tempo, time signature: a conductor track) are no part. Times are in
 seconds from the file's tempo map (`set_tempo` in any track; 120 bpm until the first one).
-Program changes and bank selects are dropped: the instrument is chosen by whoever renders.
+Program changes and bank selects are not kept as events: a part's program as written (its
+first program change; else the last one on its channel in another track before its first
+note; else 0, the General MIDI default) is its `program`, and whoever renders chooses what to
+play it with. Channel 10 (9 from 0) is General MIDI's percussion channel: its parts are drums.
 
 Reference: MIDI 1.0 Detailed Specification, Standard MIDI Files 1.0 (The MIDI Association).
 """
@@ -17,6 +20,8 @@ from dataclasses import dataclass, field
 
 from priorsep.errors import MidiReadError
 
+DRUM_CHANNEL = 9
+"""General MIDI's percussion channel (channel 10, counted from 1)."""
 DEFAULT_TEMPO = 500_000
 """Microseconds per beat until the first tempo change: 120 bpm, as the standard says."""
 KEPT = ("note_on", "note_off", "control_change", "pitchwheel", "aftertouch", "polytouch")
@@ -49,6 +54,7 @@ class Part:
         name: the track's name (`track_name` meta message), or "" when it has none.
         track, channel: where in the file it was found.
         events: time-ordered.
+        program: its 0-based General MIDI program as written (for drums: the kit).
     """
 
     index: int
@@ -56,6 +62,12 @@ class Part:
     track: int
     channel: int
     events: list[Event] = field(default_factory=list)
+    program: int = 0
+
+    @property
+    def drums(self) -> bool:
+        """Whether the part is on General MIDI's percussion channel."""
+        return self.channel == DRUM_CHANNEL
 
     @property
     def notes(self) -> int:
@@ -147,17 +159,30 @@ def read_midi(data: bytes, name: str, source: str) -> Score:
         names.append(track_name)
     seconds = _seconds_of(sorted(tempo_changes, key=lambda change: change[0]),
                           midi.ticks_per_beat)
+    programs = sorted((tick, message.channel, message.program) for messages in tracks
+                      for tick, message in messages if message.type == "program_change")
     parts: list[Part] = []
     for track_index, (messages, track_name) in enumerate(zip(tracks, names)):
         channels = sorted({message.channel for _, message in messages})
         for channel in channels:
             part = Part(len(parts), track_name, track_index, channel)
+            own = [message.program for _, message in messages
+                   if message.channel == channel and message.type == "program_change"]
+            first_note = None
             for tick, message in messages:
                 if message.channel != channel or message.type not in KEPT:
                     continue
                 if message.type == "control_change" and message.control in _BANK_SELECT:
                     continue
+                if first_note is None and message.type == "note_on" and message.velocity:
+                    first_note = tick
                 part.events.append(Event(seconds(tick), message.type, _data(message)))
+            if own:
+                part.program = own[0]
+            else:  # set in another track (a set-up track) before the part's first note
+                before = [program for tick, where, program in programs
+                          if where == channel and (first_note is None or tick <= first_note)]
+                part.program = before[-1] if before else 0
             parts.append(part)
     return Score(name, parts, source)
 

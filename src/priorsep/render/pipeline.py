@@ -20,7 +20,7 @@ from priorsep.errors import OutputExistsError, UsageError
 from priorsep.files import atomic_write_text
 from priorsep.render.fluidsynth import GAIN, Synthesiser, find_soundfont
 from priorsep.render.inputs import PieceSource
-from priorsep.render.instruments import Instrument, assign, check_instruments
+from priorsep.render.instruments import Instrument, as_written, assign, check_instruments
 from priorsep.render.layout import (
     MANIFEST,
     SPLITS,
@@ -80,6 +80,10 @@ class PlannedPiece:
     pairs: list[tuple[Instrument, Part]]
     split: str
 
+    @property
+    def sources(self) -> list[str]:
+        return [instrument.name for instrument, _ in self.pairs]
+
 
 @dataclass
 class RenderSummary:
@@ -94,14 +98,16 @@ class RenderSummary:
     """Largest absolute sample of the solos rendered (above 1: clipped in 16-bit files)."""
 
 
-def plan(pieces: list[PieceSource], instruments: list[Instrument],
+def plan(pieces: list[PieceSource], instruments: list[Instrument] | None,
          settings: RenderSettings) -> list[PlannedPiece]:
-    """Read every piece and map its parts (raises before anything is rendered)."""
-    check_instruments(instruments)
+    """Read every piece and map its parts (raises before anything is rendered); with
+    `instruments` None, every piece is played as written (`instruments.as_written`)."""
+    if instruments is not None:
+        check_instruments(instruments)
     planned = []
     for source in pieces:
         score = source.read()
-        pairs = assign(score, instruments)
+        pairs = as_written(score) if instruments is None else assign(score, instruments)
         planned.append(PlannedPiece(score, pairs, settings.split or split_of(score.name)))
     return planned
 
@@ -111,18 +117,27 @@ def render_piece(synth: Synthesiser, piece: PlannedPiece,
     """(source -> solo (time,), mixture (time,)): every solo of one length, the mix their mean.
     """
     length = int(np.ceil((piece.score.end + tail) * synth.sample_rate))
-    solos = {instrument.name: synth.render(instrument.program, part.events, length)
+    solos = {instrument.name: synth.render(instrument.program, part.events, length,
+                                           drums=instrument.drums)
              for instrument, part in piece.pairs}
     mixture = np.stack(list(solos.values())).astype(np.float64).mean(axis=0).astype(np.float32)
     return solos, mixture
 
 
-def _manifest(instruments: list[Instrument], settings: RenderSettings,
-              soundfont: Path) -> dict:
+AS_WRITTEN = "as written: each part's own General MIDI program, channel 10 as drums"
+
+
+def _manifest(instruments: list[Instrument] | None, planned: list[PlannedPiece],
+              settings: RenderSettings, soundfont: Path) -> dict:
+    if instruments is None:
+        sources = sorted({name for piece in planned for name in piece.sources})
+    else:
+        sources = [instrument.name for instrument in instruments]
     return {
         "format_version": MANIFEST_VERSION,
-        "instruments": [instrument.spec() for instrument in instruments],
-        "sources": [instrument.name for instrument in instruments],
+        "instruments": (AS_WRITTEN if instruments is None else
+                        [instrument.spec() for instrument in instruments]),
+        "sources": sources,
         "sample_rate": settings.sample_rate,
         "subtype": settings.subtype,
         "tail_seconds": settings.tail,
@@ -150,10 +165,11 @@ def _existing_manifest(out: Path, manifest: dict) -> dict | None:
     return existing
 
 
-def render(pieces: list[PieceSource], instruments: list[Instrument], out: str | Path,
+def render(pieces: list[PieceSource], instruments: list[Instrument] | None, out: str | Path,
            settings: RenderSettings, overwrite: bool = False, resume: bool = False,
            progress: Callable[[int, int, str], None] | None = None) -> RenderSummary:
-    """Read and map every piece, then render them into `out` (see `render_planned`).
+    """Read and map every piece, then render them into `out` (see `render_planned`); with
+    `instruments` None, as written (each part on its own program, see `plan`).
 
     Raises:
         SynthesiserNotFoundError, MidiReadError, PartMappingError, UsageError: before anything
@@ -165,7 +181,7 @@ def render(pieces: list[PieceSource], instruments: list[Instrument], out: str | 
                           soundfont)
 
 
-def render_planned(planned: list[PlannedPiece], instruments: list[Instrument],
+def render_planned(planned: list[PlannedPiece], instruments: list[Instrument] | None,
                    out: str | Path, settings: RenderSettings, overwrite: bool = False,
                    resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
                    soundfont: Path | None = None) -> RenderSummary:
@@ -185,16 +201,18 @@ def render_planned(planned: list[PlannedPiece], instruments: list[Instrument],
     """
     out = Path(out)
     soundfont = soundfont or find_soundfont(settings.soundfont)
-    check_instruments(instruments)
-    sources = [instrument.name for instrument in instruments]
-    manifest = _manifest(instruments, settings, soundfont)
+    if instruments is not None:
+        check_instruments(instruments)
+    manifest = _manifest(instruments, planned, settings, soundfont)
     existing = _existing_manifest(out, manifest)
     if existing is not None:
         for split in SPLITS:
             manifest["pieces"][split].update(existing.get("pieces", {}).get(split, {}))
+        if instruments is None:  # each piece has its own; the manifest lists them all
+            manifest["sources"] = sorted({*manifest["sources"], *existing.get("sources", [])})
     if not overwrite and not resume:
         for piece in planned:
-            found = [p for p in piece_files(out, piece.split, piece.score.name, sources)
+            found = [p for p in piece_files(out, piece.split, piece.score.name, piece.sources)
                      if p.exists()]
             if found:
                 raise OutputExistsError(f"{found[0]} exists")
@@ -203,7 +221,7 @@ def render_planned(planned: list[PlannedPiece], instruments: list[Instrument],
     with Synthesiser(soundfont, settings.sample_rate, settings.gain) as synth:
         for done, piece in enumerate(planned, start=1):
             name = piece.score.name
-            if resume and not overwrite and is_complete(out, piece.split, name, sources):
+            if resume and not overwrite and is_complete(out, piece.split, name, piece.sources):
                 summary.skipped += 1
                 seconds = manifest["pieces"][piece.split].get(name)
             else:
