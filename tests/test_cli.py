@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from priorsep.cli import app
 
-TINY = ["--n-blocks", "2", "--early-squeezes", "0", "--n-flows", "2", "--n-layers", "2",
+TINY = ["--prior", "flowavenet", "--n-blocks", "2", "--early-squeezes", "0", "--n-flows", "2",
+        "--n-layers", "2",
         "--width", "8", "--cond-channels", "4", "--batch-size", "2", "--crop-length", "256"]
 runner = CliRunner()
 

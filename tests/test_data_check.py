@@ -17,7 +17,8 @@ from priorsep.data.check import check_file, check_folders, check_mixes
 from priorsep.data.held_out import HeldOutData
 from priorsep.errors import DatasetError, UnusableAudioError
 
-TINY = ["--n-blocks", "2", "--early-squeezes", "0", "--n-flows", "2", "--n-layers", "2",
+TINY = ["--prior", "flowavenet", "--n-blocks", "2", "--early-squeezes", "0", "--n-flows", "2",
+        "--n-layers", "2",
         "--width", "8", "--cond-channels", "4", "--batch-size", "2", "--crop-length", "256",
         "--steps", "1"]
 runner = CliRunner()

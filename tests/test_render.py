@@ -139,7 +139,8 @@ def test_assign_errors(tmp_path):
     score = read_midi(path.read_bytes(), "e", "e.mid")
     with pytest.raises(PartMappingError, match='part 1 \\("Silent"\\).*has no notes'):
         assign(score, [Instrument("a", 1), Instrument("b", 2, "Silent")])
-    with pytest.raises(PartMappingError, match="instrument b maps to no part .the piece has 1 part.s. with notes"):
+    with pytest.raises(PartMappingError,
+                       match="instrument b maps to no part .the piece has 1 part.s. with notes"):
         assign(score, [Instrument("a", 1), Instrument("b", 2)])
     assert [p.name for _, p in assign(score, [Instrument("a", 1)])] == ["Upper"]  # none needed
 

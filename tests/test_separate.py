@@ -262,8 +262,8 @@ def test_stdin_to_stdout_pipeline(tiny_model, stereo_mix):
 
 def test_separator_api_uses_the_models_stored_settings(tiny_model):
     separator = Separator.from_pretrained(str(tiny_model), seed=3)
-    assert separator.settings["langevin"] == LangevinConfig(n_levels=2, steps_per_level=2, init="mix",
-                                                seed=3)
+    assert separator.settings["langevin"] == LangevinConfig(n_levels=2, steps_per_level=2,
+                                                            init="mix", seed=3)
     mix = torch.randn(1, 1000) * 0.3
     stems = separator.separate_audio(mix, 16000)
     assert list(stems) == list(separator.sources)

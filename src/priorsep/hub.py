@@ -8,7 +8,8 @@ models and the priorsep models in the Hugging Face cache.
 
 Hub settings are read from the environment each time a model is resolved: HF_ENDPOINT,
 HF_HUB_CACHE or HF_HOME, HF_HUB_OFFLINE, HF_HUB_ETAG_TIMEOUT, PRIORSEP_HUB_DEADLINE, and
-HF_TOKEN (read by `huggingface_hub`). When the Hub cannot be reached, a cached copy is used with a notice.
+HF_TOKEN (read by `huggingface_hub`). When the Hub cannot be reached, a cached copy is used
+with a notice.
 """
 
 from __future__ import annotations

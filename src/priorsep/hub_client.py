@@ -57,7 +57,6 @@ from priorsep.errors import (
     ModelIntegrityError,
     ModelNotCachedError,
     ModelNotFoundError,
-    PriorsepError,
     UsageError,
 )
 from priorsep.files import atomic_write_text

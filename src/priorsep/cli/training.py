@@ -43,6 +43,15 @@ FAMILY_OPTIONS = {
     **{name: ("score", "wavenet") for name in ("sigma_min", "sigma_max")},
 }
 """`train`'s architecture options and the families they shape."""
+AUTO_PRIOR = "auto"
+BEST_FAMILY = {"toy": "wavetable"}
+"""The family measured best on each dataset (docs/benchmarks.md); every other dataset, real
+recordings, gets `vae` (ahead of NMF and of the ideal mask on the chorales)."""
+
+
+def best_family(dataset: str) -> str:
+    """What `--prior auto` trains on `dataset`."""
+    return BEST_FAMILY.get(dataset, "vae")
 
 
 WIDTH_FIELDS = {"flowavenet": ("residual_channels", "skip_channels"),
@@ -82,7 +91,7 @@ def read_architecture_file(path: Path) -> tuple[str, dict]:
             or not isinstance(values.get("architecture", {}), dict)):
         raise UsageError(f"--config {path}: expected a model's config.json or "
                          '{"prior": ..., "architecture": {...}}')
-    return str(values.get("prior", "flowavenet")), dict(values.get("architecture", {}))
+    return str(values.get("prior", AUTO_PRIOR)), dict(values.get("architecture", {}))
 
 
 def parse_fields(items: list[str]) -> dict:
@@ -114,15 +123,17 @@ def train(
         help="Comma-separated source names (folder dataset; default: every subfolder).")] = None,
     sample_rate: Annotated[int, typer.Option(help="Sample rate of the priors, Hz.")] = 16000,
     prior: Annotated[str, typer.Option(
-        help="Prior family: flowavenet (normalizing flows, exact likelihood), score "
+        help="Prior family: auto (the family measured best on the data: wavetable on the "
+             "toy, vae on recordings such as chorales or a folder), flowavenet (normalizing "
+             "flows, exact likelihood; they do not separate), score "
              "(denoisers trained by denoising score matching, separated by diffusion), "
-             "wavenet (autoregressive, a categorical over quantised levels per sample) or "
+             "wavenet (autoregressive, a categorical over quantised levels per sample), "
              "wavetable (a learnt wavetable per source with a latent f0, phase and gain: "
              "generator priors, separated by staged extraction), nmf (a non-negative "
              "dictionary of spectra per source, separated by Wiener filtering) or vae (a "
              "variational autoencoder of spectrum frames per source, its latents inferred "
              "under the mix; the best on real instruments).")
-    ] = "flowavenet",
+    ] = AUTO_PRIOR,
     front_end: Annotated[str, typer.Option(
         help="Score priors: time, spectral, hybrid (time + spectral), stft (short-time "
              "spectra) or time+stft; the views' outputs are summed.")
@@ -188,8 +199,10 @@ def train(
     if config_file is not None:
         file_prior, file_fields = read_architecture_file(config_file)
         prior = prior if given(ctx, "prior") else file_prior
+    if prior == AUTO_PRIOR:
+        prior = best_family(dataset)
     if prior not in classes:
-        raise UsageError(f"--prior {prior}: choose {', '.join(classes)}")
+        raise UsageError(f"--prior {prior}: choose {AUTO_PRIOR}, {', '.join(classes)}")
     architecture_class = classes[prior]
     width_fields = WIDTH_FIELDS.get(prior, ())
     # the fields the shape options set (None: not given, the family's default)

@@ -26,7 +26,8 @@ from priorsep.config.wavenet import QUANTISATIONS, WaveNetConfig
 from priorsep.config.wavetable import WavetableConfig
 
 __all__ = ["ARCHITECTURES", "DEFAULT_MODEL", "FRONT_ENDS", "PHASES", "QUANTISATIONS",
-           "REFINEMENTS", "SECTIONS", "DiffusionConfig", "ExtractConfig", "FieldError", "FlowConfig",
+           "REFINEMENTS", "SECTIONS", "DiffusionConfig", "ExtractConfig", "FieldError",
+           "FlowConfig",
            "GaussianConfig", "LangevinConfig", "ModelConfig", "NMFConfig", "PosteriorConfig",
            "ScoreConfig", "SeparationSettings", "SpectralVAEConfig", "TrainConfig", "WaveNetConfig",
            "WavetableConfig", "WienerConfig", "check_counts", "check_finite", "from_dict"]

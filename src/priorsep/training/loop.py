@@ -50,7 +50,10 @@ class TrainingStep:
     step: int
     total: int
     loss: float
-    """Negative log-likelihood in nats per sample, averaged over sources."""
+    """The family's training loss, averaged over sources: the negative log-likelihood in nats
+    per sample for the density families, the EDM-weighted denoising loss for score priors, the
+    waveform + MR-STFT reconstruction loss for wavetables, the divergence per bin for the
+    spectral families."""
     samples_per_second: float
     """Audio samples (all sources) processed per second, all ranks together."""
     lr: float
