@@ -143,6 +143,54 @@ def test_bad_train_options_give_one_line(tmp_path, args, code, message):
     assert "Traceback" not in result.output
 
 
+def one_line_usage_error(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+@pytest.mark.parametrize("command, args, message", [
+    # the parser's own errors: one line, as every other error
+    (["separate", "mix.wav", "-o", "out"], ["--steps", "nan"], "'nan' is not a valid integer"),
+    (["separate", "mix.wav", "-o", "out"], ["--no-such-option"], "No such option"),
+    (["models", "download"], [], "Missing argument 'MODEL'"),
+    # numbers the parser takes but the commands cannot use
+    (["separate", "mix.wav", "-o", "out"], ["--start", "nan"], "--start must be a finite"),
+    (["separate", "mix.wav", "-o", "out"], ["--start", "inf"], "--start must be a finite"),
+    (["separate", "mix.wav", "-o", "out"], ["--duration", "inf"], "--duration must be a finite"),
+    (["separate", "mix.wav", "-o", "out"], ["--segment", "nan"], "--segment must be a finite"),
+    (["separate", "mix.wav", "-o", "out"], ["--chains", "0"], "--chains must be at least 1"),
+    (["separate", "mix.wav", "-o", "out"], ["--seed", "-1"], "--seed must be 0 or more"),
+    (["train", "--out", "m", "--steps", "1", *TINY], ["--width", "0"],
+     "--width: must be a whole number of at least 1"),
+    (["train", "--out", "m", "--steps", "1", *TINY], ["--cond-channels", "-1"],
+     "--cond-channels: must be a whole number of at least 0"),
+    (["evaluate", "--dataset", "toy", "-o", "report"], ["--mix-seconds", "nan"],
+     "--mix-seconds, --sample-seconds) must be finite"),
+    (["evaluate", "--dataset", "toy", "-o", "report"], ["--sample-seconds", "inf"],
+     "must be finite numbers of seconds above 0"),
+    (["evaluate", "--dataset", "toy", "-o", "report"], ["--seed", "-1"], "not in the range"),
+    (["evaluate", "--dataset", "toy", "-o", "report"], ["--sigmas", "0.1,nan"],
+     "must be one or more finite noise levels above 0"),
+    (["evaluate", "--dataset", "toy", "-o", "report"], ["--sigmas", "abc"],
+     "--sigmas abc: expected comma-separated noise levels"),
+    (["render", "piece.mid", "-o", "out"], ["--tail", "inf"], "must be 0 to 60 seconds"),
+    (["cross-likelihood", "toy-flow"], ["--n-examples", "0"], "--n-examples 0: must be"),
+    (["cross-likelihood", "toy-flow"], ["--length", "-1"], "--length -1: must be at least"),
+    (["cross-likelihood", "toy-flow"], ["--sigma", "nan"], "--sigma nan: must be a finite"),
+    (["models", "download", "owner/name"], ["--timeout", "nan"],
+     "--timeout nan: must be a number of seconds above 0"),
+    (["models", "download", "owner/name"], ["--timeout", "-1"], "must be a number of seconds"),
+])
+def test_numbers_a_command_cannot_use_are_one_line_usage_errors(tmp_path, monkeypatch, command,
+                                                                args, message):
+    """Found by trying NaN, infinities, negatives and zero in every numeric option."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "piece.mid").write_bytes(b"MThd")  # never read: the options come first
+    one_line_usage_error(runner.invoke(app, [*command, *args]), message)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["piece.mid"]  # nothing written
+
+
 def test_a_diverging_run_stops_without_saving_a_broken_model(tmp_path):
     """A learning rate that blows the weights up ends with exit 12 and no model file."""
     result = runner.invoke(app, ["train", "--out", str(tmp_path / "m"), "--steps", "6",

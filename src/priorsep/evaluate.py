@@ -118,12 +118,15 @@ class EvaluationConfig:
         if min(self.n_examples, self.length, self.noise_examples, self.separation_mixes) < 1:
             raise ValueError("n_examples, length, noise_examples and separation_mixes must be "
                              "at least 1")
-        if self.separation_seconds <= 0 or self.sample_seconds <= 0:
-            raise ValueError("separation_seconds and sample_seconds must be positive")
+        if not all(math.isfinite(seconds) and seconds > 0
+                   for seconds in (self.separation_seconds, self.sample_seconds)):
+            raise ValueError("separation_seconds and sample_seconds (--mix-seconds, "
+                             "--sample-seconds) must be finite numbers of seconds above 0")
         if self.separation_steps is not None and self.separation_steps < 1:
             raise ValueError("separation_steps must be at least 1")
-        if any(sigma <= 0 for sigma in self.sigmas) or not self.sigmas:
-            raise ValueError("sigmas must be one or more positive noise levels")
+        if not self.sigmas or not all(math.isfinite(sigma) and sigma > 0
+                                      for sigma in self.sigmas):
+            raise ValueError("sigmas (--sigmas) must be one or more finite noise levels above 0")
         if any(t <= 0 for t in self.temperatures) or not self.temperatures:
             raise ValueError("temperatures must be one or more positive numbers")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -12,10 +13,46 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
+from typer.rich_utils import rich_format_error
 
 from priorsep.errors import PriorsepError, TrainingInterrupted
 
+try:  # recent Typer releases carry their own copy of Click
+    from typer._click import exceptions as click_exceptions
+except ImportError:
+    from click import exceptions as click_exceptions
+Abort, ClickException = click_exceptions.Abort, click_exceptions.ClickException
+NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())
+"""Raised for a command given no arguments where that means "show the help" (Click 8.2+)."""
+
+class OneLineErrors(TyperGroup):
+    """The root command: a usage error the parser finds (an unknown option, a value that is
+    not a number, a missing argument) is one `error: ...` line on stderr with exit code 2, as
+    every other error is, instead of a usage block and a framed box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as error:  # `priorsep` alone: the help, as Typer shows it
+            rich_format_error(error)
+            sys.exit(error.exit_code)
+        except ClickException as error:
+            where = error.ctx.command_path if getattr(error, "ctx", None) else "priorsep"
+            message = " ".join(error.format_message().split())
+            print(f"error: {message} (see {where} --help)", file=sys.stderr)
+            sys.exit(error.exit_code)
+        except Abort:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="priorsep",
     help="Source separation without (mix, sources) pairs: a generative prior per source "
          "class, learnt from its solo recordings (spectral models, generators, flows, "
@@ -49,7 +86,7 @@ DecayTimesOption = Annotated[int, typer.Option(help="How many decays over the ru
 CheckpointOption = Annotated[int, typer.Option(help="Steps between checkpoints.")]
 EvalOption = Annotated[int, typer.Option(help="Steps between validation scores (0: end only).")]
 ResumeOption = Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")]
-SeedOption = Annotated[int, typer.Option(help="Random seed.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed.", min=0)]
 
 
 CLICK_EXCEPTION: type[Exception] = next(

@@ -143,7 +143,11 @@ def evaluate_command(
     chosen = SECTIONS if sections.strip() == "all" else tuple(
         name.strip() for name in sections.split(",") if name.strip())
     try:
-        levels = tuple(float(value) for value in sigmas.split(",") if value.strip())
+        try:
+            levels = tuple(float(value) for value in sigmas.split(",") if value.strip())
+        except ValueError:
+            raise UsageError(f"--sigmas {sigmas}: expected comma-separated noise levels, "
+                             "e.g. 0.01,0.1") from None
         config = EvaluationConfig(
             dataset=dataset, root=str(root) if root is not None else None,
             sections=chosen, n_examples=n_examples, length=length, sigmas=levels,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from priorsep.cli.app import (
     notice,
     reports_errors,
 )
+from priorsep.errors import UsageError
 
 
 @app.command("cross-likelihood")
@@ -38,8 +40,15 @@ def cross_likelihood_command(
     from priorsep.devices import resolve_device
     from priorsep.metrics import cross_likelihood
 
+    if n_examples < 1:
+        raise UsageError(f"--n-examples {n_examples}: must be at least 1")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise UsageError(f"--sigma {sigma:g}: must be a finite noise level, 0 or more")
     priors, _ = load_pretrained(model, resolve_device(device), notify=notice)
     multiple = priors.config.length_multiple
+    if length < multiple:
+        raise UsageError(f"--length {length}: must be at least {multiple} samples (the "
+                         "model's length multiple)")
     data = ToyDataset("test", n_examples, priors.config.sample_rate)
     sources = data.batch(range(n_examples))[..., : length // multiple * multiple]
     table = cross_likelihood(priors, sources, sigma)
@@ -134,6 +143,8 @@ def models_download_command(
     """
     from priorsep.hub import resolve_model
 
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout {timeout:g}: must be a number of seconds above 0")
     resolved = resolve_model(model, revision=revision, offline=False, timeout=timeout,
                              notify=notice, progress=not quiet and console.is_terminal)
     for folder in dict.fromkeys(resolved.source_folders.values()):

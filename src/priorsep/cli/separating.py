@@ -130,6 +130,12 @@ def separate(
                          "--method posterior")
     if steps is not None and steps < 1:
         raise UsageError("--steps must be at least 1")
+    if chains is not None and chains < 1:
+        raise UsageError("--chains must be at least 1")
+    if seed is not None and seed < 0:
+        raise UsageError("--seed must be 0 or more")
+    if not (math.isfinite(start) and start >= 0):
+        raise UsageError("--start must be a finite number of seconds, 0 or more")
     if out is None and stdout_source is None:
         raise UsageError("give an output folder with -o OUT, or --stdout SOURCE")
     if stdout_source is not None and len(inputs) != 1:
@@ -141,10 +147,10 @@ def separate(
                          "(--int24 --flac is 24-bit FLAC)")
     if inputs.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
-    if duration is not None and duration <= 0:
-        raise UsageError("--duration must be positive")
-    if segment is not None and segment <= 0:
-        raise UsageError("--segment must be positive")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise UsageError("--duration must be a finite number of seconds above 0")
+    if segment is not None and not (math.isfinite(segment) and segment > 0):
+        raise UsageError("--segment must be a finite number of seconds above 0")
     if not 0 <= overlap <= 0.5:
         raise UsageError("--overlap must be between 0 and 0.5")
     if batch_size < 1:

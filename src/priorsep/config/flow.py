@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from priorsep.config.fields import check_counts, check_finite
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -40,6 +42,9 @@ class FlowConfig:
             raise ValueError("n_blocks, n_flows and n_layers must be at least 1")
         if self.early_squeezes < 0:
             raise ValueError("early_squeezes must be at least 0")
+        check_counts(self, 1, "residual_channels", "skip_channels", "kernel_size")
+        check_counts(self, 0, "cond_channels")
+        check_finite(self, 0.0, float("inf"), "max_log_scale", low_open=True)
         if self.kernel_size % 2 != 1:
             raise ValueError("kernel_size must be odd (the WaveNet is non-causal)")
         if self.permutation not in ("flip", "invconv"):

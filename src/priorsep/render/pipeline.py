@@ -33,6 +33,8 @@ from priorsep.render.layout import (
 from priorsep.render.midi import Part, Score
 
 MANIFEST_VERSION = 1
+MAX_TAIL = 60.0
+"""The longest tail after a piece's last event, seconds (a release rings out in a few)."""
 SPLIT_RULE = ("sha256(UTF-8 piece name), first 4 bytes big-endian, mod 10: 0 test, "
               "1 validation, 2-9 train")
 
@@ -65,8 +67,8 @@ class RenderSettings:
             raise UsageError(f"sample format {self.subtype!r}: use {' or '.join(SUBTYPES)}")
         if self.split is not None and self.split not in SPLITS:
             raise UsageError(f"split {self.split!r}: use {', '.join(SPLITS)}")
-        if not self.tail >= 0:
-            raise UsageError(f"tail {self.tail}: must be 0 or more seconds")
+        if not 0 <= self.tail <= MAX_TAIL:  # also refuses NaN
+            raise UsageError(f"tail {self.tail}: must be 0 to {MAX_TAIL:g} seconds")
         if not 0 < self.gain <= 10:  # also refuses NaN
             raise UsageError(f"gain {self.gain}: FluidSynth's master gain is more than 0 and "
                              "at most 10")
