@@ -1,8 +1,11 @@
 """priorsep: audio source separation with per-source generative priors.
 
-Each source class gets its own prior trained on solo recordings (a FloWaveNet flow or a
-score-based denoiser); separation samples the sources from the posterior under the mixing
-constraint (Langevin dynamics or a diffusion sampler), or reads them off an amortised encoder.
+Each source class gets its own prior trained on solo recordings of that class alone (spectral
+models: NMF dictionaries or a VAE of spectrum frames; wavetable generators; FloWaveNet flows,
+autoregressive WaveNets or score-based denoisers). Separation infers the sources under the
+mixing constraint: posterior means under the spectral model (Wiener filtering, optionally with
+MISI phases), staged extraction by each prior's evidence, Langevin dynamics or a diffusion
+sampler, or an amortised encoder.
 
 The names below load on first use, so `import priorsep` (and the command line's start-up) does
 not import torch until something needs it.

@@ -58,7 +58,9 @@ class TrainingStep:
     """Audio samples (all sources) processed per second, all ranks together."""
     lr: float
     validation: list[float] | None = None
-    """Per-source validation log-likelihood (nats/sample), on evaluation steps."""
+    """Per-source validation figure on evaluation steps, the family's own
+    (`SourcePrior.validation_name`: a log-likelihood in nats/sample, a Tweedie gain or a
+    reconstruction SI-SDR in dB)."""
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
