@@ -27,13 +27,8 @@ from priorsep.errors import (
     PriorsepError,
     UsageError,
 )
-from priorsep.hub_client import (
-    BAG_NAME,
-    HubClient,
-    HubSettings,
-    Notify,
-    hub_settings,
-)
+from priorsep.hub_client import BAG_NAME, HubClient
+from priorsep.hub_config import HubSettings, Notify, hub_settings
 from priorsep.nn.levels import NearestLevelPriors, PriorLevel
 from priorsep.nn.prior import CombinedPriors, SourcePriors
 from priorsep.resolver import HUB_ID, ResolvedModel, Resolver, bundled_names_in
