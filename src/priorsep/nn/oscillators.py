@@ -72,15 +72,23 @@ def fold_by_phase(signal: torch.Tensor, f0: torch.Tensor, bins: int,
         (sums, counts), each (..., n_trials, bins), in the signal's dtype.
     """
     length = signal.shape[-1]
-    zero = torch.zeros((), dtype=torch.float64, device=f0.device)
-    positions = phase_positions(f0, zero, length, sample_rate)  # (..., n_trials, time)
-    index = torch.round(positions * bins).long() % bins
+    # round(frac(f0 t / sr) * bins) mod bins = round(f0 bins / sr * t) mod bins: the whole
+    # cycles are whole multiples of `bins`, so the bin follows from one product (float64, as
+    # in `phase_positions`) without the fractional part
+    step = f0.double() * (bins / sample_rate)  # bins advanced per sample
+    time = torch.arange(length, dtype=torch.float64, device=f0.device)
+    index = torch.round(step[..., None] * time).long()  # (..., n_trials, time)
+    if bins & (bins - 1) == 0:
+        index.bitwise_and_(bins - 1)  # mod a power of two
+    else:
+        index.remainder_(bins)
     shape = (*f0.shape, bins)
     values = signal.unsqueeze(-2).expand(*f0.shape, length)
     sums = torch.zeros(shape, dtype=signal.dtype, device=signal.device)
     sums.scatter_add_(-1, index, values)
     counts = torch.zeros(shape, dtype=signal.dtype, device=signal.device)
-    counts.scatter_add_(-1, index, torch.ones_like(values))
+    one = torch.ones((), dtype=signal.dtype, device=signal.device)
+    counts.scatter_add_(-1, index, one.expand(index.shape))
     return sums, counts
 
 
