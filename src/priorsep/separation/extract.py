@@ -72,17 +72,17 @@ def assign_by_evidence(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
     total = torch.full((batch, beam), -torch.inf, dtype=torch.float64, device=mix.device)
     total[:, 0] = 0.0  # one empty assignment to start from
     for stage in range(n_sources):
-        alive = torch.isfinite(total).flatten()  # (B * beam,)
-        residual = (mix[:, None] - mixing(sources)).flatten(0, 1)[alive]
-        proposal = priors.propose(residual, config.sigma, weights)
+        residual = (mix[:, None] - mixing(sources)).flatten(0, 1)
         evidence = torch.full((batch * beam, n_sources), -torch.inf, dtype=torch.float64,
                               device=mix.device)
-        evidence[alive] = proposal.evidence.double()
         proposed = mix.new_zeros(batch * beam, n_sources, time)
-        proposed[alive] = proposal.sources.to(mix)
-        evidence = evidence.view(batch, beam, n_sources).masked_fill(assigned, -torch.inf)
-        if config.order == "fixed":  # only the next source in the model's order may go
-            evidence[..., [k for k in range(n_sources) if k != stage]] = -torch.inf
+        # only the classes each path has not assigned yet are searched: one call per set
+        for rows, classes in _open_classes(torch.isfinite(total).flatten(),
+                                           assigned.flatten(0, 1), stage, config.order):
+            proposal = priors.propose(residual[rows], config.sigma, weights, classes=classes)
+            evidence[rows[:, None], classes] = proposal.evidence.double()[:, classes]
+            proposed[rows] = proposal.sources.to(mix)
+        evidence = evidence.view(batch, beam, n_sources)
         children = (total[..., None] + evidence).flatten(1)  # (B, beam * N)
         kept, index = children.topk(beam, dim=-1)
         parent, chosen = index // n_sources, index % n_sources  # (B, beam)
@@ -101,6 +101,25 @@ def assign_by_evidence(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
     rows = torch.arange(batch, device=mix.device)
     return ExtractionResult(sources[rows, best], order[rows, best], stage_evidence[rows, best],
                             total)
+
+
+def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, stage: int,
+                  order: str) -> list[tuple[torch.Tensor, list[int]]]:
+    """The live paths grouped by the classes still open to them: [(rows, classes)].
+
+    Args:
+        alive: (paths,) bool; assigned: (paths, n_sources) bool.
+        order: "evidence" (any unassigned class may go) or "fixed" (only class `stage`).
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for row in alive.nonzero().flatten().tolist():
+        if order == "fixed":
+            classes = (stage,)
+        else:
+            classes = tuple(k for k, taken in enumerate(assigned[row].tolist()) if not taken)
+        groups.setdefault(classes, []).append(row)
+    return [(torch.tensor(rows, device=alive.device), list(classes))
+            for classes, rows in groups.items()]
 
 
 @torch.no_grad()
