@@ -132,7 +132,10 @@ def test_train_from_a_models_config_keeps_its_family_and_architecture(tmp_path):
      "--n-layers does not apply to score priors (it sets flowavenet, wavenet priors"),
     (["--prior", "wavenet", "--permutation", "invconv"], 2,
      "--permutation does not apply to wavenet priors"),
-    (["--front-end", "time"], 2, "--front-end does not apply to flowavenet priors"),
+    (["--prior", "flowavenet", "--front-end", "time"], 2,
+     "--front-end does not apply to flowavenet priors"),
+    (["--prior", "auto", "--n-flows", "4"], 2,
+     "--n-flows shapes flowavenet priors, but --prior auto chose wavetable for --dataset toy"),
 ])
 def test_bad_train_options_give_one_line(tmp_path, args, code, message):
     flow_options = [] if "--prior" in args else TINY  # TINY shapes a flow
@@ -160,7 +163,7 @@ def one_line_usage_error(result, message: str) -> None:
     (["separate", "mix.wav", "-o", "out"], ["--duration", "inf"], "--duration must be a finite"),
     (["separate", "mix.wav", "-o", "out"], ["--segment", "nan"], "--segment must be a finite"),
     (["separate", "mix.wav", "-o", "out"], ["--chains", "0"], "--chains must be at least 1"),
-    (["separate", "mix.wav", "-o", "out"], ["--seed", "-1"], "--seed must be 0 or more"),
+    (["separate", "mix.wav", "-o", "out"], ["--seed", "-1"], "--seed must be 0 to 2147483647"),
     (["train", "--out", "m", "--steps", "1", *TINY], ["--width", "0"],
      "--width: must be a whole number of at least 1"),
     (["train", "--out", "m", "--steps", "1", *TINY], ["--cond-channels", "-1"],

@@ -580,3 +580,11 @@ def test_generator_priors_round_trip_through_export_and_the_hub(hub, tmp_path):
     truth = ToyDataset("test", n_examples=2).batch(range(2))[..., :4096]
     estimates = separator.separate_tensor(truth.mean(1))
     assert si_sdr(estimates, truth).mean() > 20
+
+
+def test_listing_the_cache_never_reads_the_online_settings(hub, monkeypatch):
+    monkeypatch.setenv("PRIORSEP_HUB_DEADLINE", "soon")
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "never")
+    for args in (["models"], ["--list-models"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output

@@ -138,8 +138,9 @@ class HubClient:
     def exchange(self, call: Callable[[], T]) -> T:
         """`call()` in a worker thread, within `settings.deadline` seconds.
 
-        On time-out the library's connections are closed (which ends the worker's wait) and the
-        worker is left to finish on its own; a download it had under way stays resumable.
+        On time-out the library's connections are closed and the worker is left to end on its
+        own (at the library's next time-out or error: a thread cannot be stopped from outside);
+        a download it had under way stays resumable.
 
         Raises:
             ExchangeTimedOut: `call` did not return in time.
@@ -175,7 +176,8 @@ class HubClient:
         for folder in (Path(home).expanduser() if home else None, self.settings.cache_dir):
             if folder is None:
                 continue
-            existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+            existing = next((path for path in (folder, *folder.parents)
+                             if os.path.exists(path)), None)
             if existing is not None and not existing.is_dir():
                 raise CacheError(f"the Hugging Face cache {self.settings.cache_dir} cannot be "
                                  f"used: {existing} is a file, not a folder (move it, or set "
@@ -201,7 +203,7 @@ class HubClient:
         """Ask the Hub which layout a folder has and which commit `revision` is: (layout, commit).
 
         One HEAD request per candidate file, no retries, `settings.timeout` seconds between
-        bytes and `settings.deadline` in all.
+        bytes and `settings.deadline` for each request.
 
         Raises:
             HubUnavailable: the Hub did not answer, or answered 429 / 5xx.
@@ -303,7 +305,7 @@ class HubClient:
                                           f"({type(error).__name__}: {_one_line(error)})"
                                           ) from None
             except OSError as error:
-                if error.errno is None:  # the library's size check: the body came short
+                if error.errno is None and "Consistency check failed" in str(error):
                     raise HubUnreachableError(f"{label}: downloading {filename} failed (the "
                                               "Hub sent fewer bytes than it announced); run "
                                               "again to fetch it afresh") from None

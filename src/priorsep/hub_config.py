@@ -85,11 +85,14 @@ def hub_settings(offline: bool | None = None, timeout: float | None = None,
     if offline is None:
         value = os.environ.get("HF_HUB_OFFLINE")
         offline = _is_true(value) if value is not None else constants.HF_HUB_OFFLINE
-    if timeout is None:
+    if timeout is None and offline:  # never used: the Hub is not asked
+        timeout = float(constants.HF_HUB_ETAG_TIMEOUT)
+    elif timeout is None:
         timeout = _seconds("HF_HUB_ETAG_TIMEOUT", float(constants.HF_HUB_ETAG_TIMEOUT))
     elif not (math.isfinite(timeout) and timeout > 0):
         raise UsageError(f"timeout {timeout:g}: must be a number of seconds above 0")
-    deadline = _seconds(DEADLINE_VARIABLE, DEFAULT_DEADLINE, zero_is_none=True)
+    deadline = (DEFAULT_DEADLINE if offline else
+                _seconds(DEADLINE_VARIABLE, DEFAULT_DEADLINE, zero_is_none=True))
     endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     return HubSettings(endpoint, Path(cache).expanduser(), offline, timeout, deadline, progress,
                        notify)

@@ -312,7 +312,8 @@ class Resolver:
                     raise HubUnreachableError(
                         f"{label}: could not reach the Hub at {settings.endpoint} ({error}), and "
                         f"it is not in the cache ({settings.cache_dir}); check the connection and "
-                        "HF_ENDPOINT, or wait longer with HF_HUB_ETAG_TIMEOUT") from None
+                        "HF_ENDPOINT, or wait longer with HF_HUB_ETAG_TIMEOUT (between bytes) or "
+                        "PRIORSEP_HUB_DEADLINE (in all)") from None
                 client.notice(f"could not reach the Hub at {settings.endpoint} ({error}); using "
                               f"the cached copy of {label} (commit {found[1][:12]}), which may "
                               "be out of date")

@@ -48,6 +48,9 @@ class OneLineErrors(TyperGroup):
         except Abort:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except PriorsepError as error:  # from a root option's callback (--list-models)
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(error.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -86,7 +89,7 @@ DecayTimesOption = Annotated[int, typer.Option(help="How many decays over the ru
 CheckpointOption = Annotated[int, typer.Option(help="Steps between checkpoints.")]
 EvalOption = Annotated[int, typer.Option(help="Steps between validation scores (0: end only).")]
 ResumeOption = Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")]
-SeedOption = Annotated[int, typer.Option(help="Random seed.", min=0)]
+SeedOption = Annotated[int, typer.Option(help="Random seed.", min=0, max=2**31 - 1)]
 
 
 CLICK_EXCEPTION: type[Exception] = next(

@@ -97,7 +97,7 @@ def show_models(json_output: bool = False) -> None:
     from priorsep.hub import hub_settings, list_models
 
     entries = list_models()
-    cache = hub_settings().cache_dir
+    cache = hub_settings(offline=True).cache_dir
     if json_output:
         print(json.dumps({"cache": str(cache), "models": [entry.to_dict() for entry in entries]},
                          indent=2))

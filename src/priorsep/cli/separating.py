@@ -132,8 +132,8 @@ def separate(
         raise UsageError("--steps must be at least 1")
     if chains is not None and chains < 1:
         raise UsageError("--chains must be at least 1")
-    if seed is not None and seed < 0:
-        raise UsageError("--seed must be 0 or more")
+    if seed is not None and not 0 <= seed < 2**31:
+        raise UsageError("--seed must be 0 to 2147483647")
     if not (math.isfinite(start) and start >= 0):
         raise UsageError("--start must be a finite number of seconds, 0 or more")
     if out is None and stdout_source is None:

@@ -91,7 +91,8 @@ def read_architecture_file(path: Path) -> tuple[str, dict]:
             or not isinstance(values.get("architecture", {}), dict)):
         raise UsageError(f"--config {path}: expected a model's config.json or "
                          '{"prior": ..., "architecture": {...}}')
-    return str(values.get("prior", AUTO_PRIOR)), dict(values.get("architecture", {}))
+    # architecture files were flows' before the other families came: no "prior", a flow
+    return str(values.get("prior", "flowavenet")), dict(values.get("architecture", {}))
 
 
 def parse_fields(items: list[str]) -> dict:
@@ -199,7 +200,8 @@ def train(
     if config_file is not None:
         file_prior, file_fields = read_architecture_file(config_file)
         prior = prior if given(ctx, "prior") else file_prior
-    if prior == AUTO_PRIOR:
+    chosen_by_auto = prior == AUTO_PRIOR
+    if chosen_by_auto:
         prior = best_family(dataset)
     if prior not in classes:
         raise UsageError(f"--prior {prior}: choose {AUTO_PRIOR}, {', '.join(classes)}")
@@ -215,8 +217,13 @@ def train(
     misplaced = given_elsewhere(ctx, prior)
     if misplaced:
         option = misplaced[0]
+        families = FAMILY_OPTIONS[option]
+        if chosen_by_auto:
+            raise UsageError(f"--{option.replace('_', '-')} shapes {', '.join(families)} "
+                             f"priors, but --prior auto chose {prior} for --dataset {dataset}: "
+                             f"name the family, e.g. --prior {families[0]}")
         raise UsageError(f"--{option.replace('_', '-')} does not apply to {prior} priors "
-                         f"(it sets {', '.join(FAMILY_OPTIONS[option])} priors; any field: "
+                         f"(it sets {', '.join(families)} priors; any field: "
                          "--set FIELD=VALUE)")
     known = {field.name for field in dataclasses.fields(architecture_class)}
     unknown = sorted(set(fields) - known)

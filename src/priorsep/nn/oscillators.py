@@ -74,7 +74,8 @@ def fold_by_phase(signal: torch.Tensor, f0: torch.Tensor, bins: int,
     length = signal.shape[-1]
     # round(frac(f0 t / sr) * bins) mod bins = round(f0 bins / sr * t) mod bins: the whole
     # cycles are whole multiples of `bins`, so the bin follows from one product (float64, as
-    # in `phase_positions`) without the fractional part
+    # in `phase_positions`) without the fractional part; only float ties (a sample at a bin's
+    # edge) may fall in the neighbouring bin
     step = f0.double() * (bins / sample_rate)  # bins advanced per sample
     time = torch.arange(length, dtype=torch.float64, device=f0.device)
     index = torch.round(step[..., None] * time).long()  # (..., n_trials, time)
