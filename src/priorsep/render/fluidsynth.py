@@ -174,7 +174,11 @@ class Synthesiser:
             if lib.fluid_synth_program_select(synth, channel, font, DRUM_BANK if drums else 0,
                                               int(program)) == _FAILED and drums:
                 # a kit the soundfont lacks: its standard kit, as a GM synthesiser does
-                lib.fluid_synth_program_select(synth, channel, font, DRUM_BANK, 0)
+                if lib.fluid_synth_program_select(synth, channel, font, DRUM_BANK,
+                                                  0) == _FAILED:
+                    raise SynthesiserNotFoundError(
+                        f"{self.soundfont}: this soundfont has no drum kit (bank 128), so it "
+                        "cannot play a drum part; use a General MIDI soundfont that has one")
             left = np.zeros(length, dtype=np.float32)
             right = np.zeros(length, dtype=np.float32)
             left_pointer, right_pointer = left.ctypes.data, right.ctypes.data
