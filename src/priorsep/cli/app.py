@@ -18,12 +18,12 @@ from typer.rich_utils import rich_format_error
 
 from priorsep.errors import PriorsepError, TrainingInterrupted
 
-try:  # recent Typer releases carry their own copy of Click
-    from typer._click import exceptions as click_exceptions
-except ImportError:
-    from click import exceptions as click_exceptions
-Abort, ClickException = click_exceptions.Abort, click_exceptions.ClickException
-NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())
+CLICK_EXCEPTION: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+"""The usage-error base of the click that Typer runs on: recent Typer vendors its own copy, whose
+exceptions do not derive from an installed `click`'s."""
+NO_ARGS_IS_HELP: type[Exception] | tuple = getattr(
+    sys.modules[CLICK_EXCEPTION.__module__], "NoArgsIsHelpError", ())
 """Raised for a command given no arguments where that means "show the help" (Click 8.2+)."""
 
 class OneLineErrors(TyperGroup):
@@ -37,15 +37,15 @@ class OneLineErrors(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except NoArgsIsHelpError as error:  # `priorsep` alone: the help, as Typer shows it
+        except NO_ARGS_IS_HELP as error:  # `priorsep` alone: the help, as Typer shows it
             rich_format_error(error)
             sys.exit(error.exit_code)
-        except ClickException as error:
+        except CLICK_EXCEPTION as error:
             where = error.ctx.command_path if getattr(error, "ctx", None) else "priorsep"
             message = " ".join(error.format_message().split())
             print(f"error: {message} (see {where} --help)", file=sys.stderr)
             sys.exit(error.exit_code)
-        except Abort:
+        except typer.Abort:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
         except PriorsepError as error:  # from a root option's callback (--list-models)
@@ -90,12 +90,6 @@ CheckpointOption = Annotated[int, typer.Option(help="Steps between checkpoints."
 EvalOption = Annotated[int, typer.Option(help="Steps between validation scores (0: end only).")]
 ResumeOption = Annotated[bool, typer.Option(help="Continue the checkpoint in --out.")]
 SeedOption = Annotated[int, typer.Option(help="Random seed.", min=0, max=2**31 - 1)]
-
-
-CLICK_EXCEPTION: type[Exception] = next(
-    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
-"""The usage-error base of the click that Typer runs on: recent Typer vendors its own copy, whose
-exceptions do not derive from an installed `click`'s."""
 
 
 def matrix_view(table, sources, title: str) -> Table:

@@ -166,11 +166,14 @@ def read_midi(data: bytes, name: str, source: str) -> Score:
         channels = sorted({message.channel for _, message in messages})
         for channel in channels:
             part = Part(len(parts), track_name, track_index, channel)
-            own = [message.program for _, message in messages
-                   if message.channel == channel and message.type == "program_change"]
+            own: list[int] = []
             first_note = None
             for tick, message in messages:
-                if message.channel != channel or message.type not in KEPT:
+                if message.channel != channel:
+                    continue
+                if message.type == "program_change":
+                    own.append(message.program)
+                if message.type not in KEPT:
                     continue
                 if message.type == "control_change" and message.control in _BANK_SELECT:
                     continue

@@ -112,11 +112,10 @@ def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, stage: int,
         order: "evidence" (any unassigned class may go) or "fixed" (only class `stage`).
     """
     groups: dict[tuple[int, ...], list[int]] = {}
-    for row in alive.nonzero().flatten().tolist():
-        if order == "fixed":
-            classes = (stage,)
-        else:
-            classes = tuple(k for k, taken in enumerate(assigned[row].tolist()) if not taken)
+    rows = alive.nonzero().flatten()
+    for row, flags in zip(rows.tolist(), assigned[rows].tolist()):  # one copy to the host
+        classes = ((stage,) if order == "fixed" else
+                   tuple(k for k, taken in enumerate(flags) if not taken))
         groups.setdefault(classes, []).append(row)
     return [(torch.tensor(rows, device=alive.device), list(classes))
             for classes, rows in groups.items()]
