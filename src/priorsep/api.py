@@ -203,6 +203,7 @@ class Separator:
         self.overlap = self.segment_length // 8 if overlap is None else overlap
         self.batch_size = batch_size
         self.mixing = Mixing.from_config(priors.config)
+        self.present: tuple[str, ...] | None = None
 
     @property
     def method(self) -> str:
@@ -275,10 +276,38 @@ class Separator:
             raise UsageError(str(error)) from None
         self.settings = settings
 
+    def only(self, names) -> None:
+        """Separate only the sources `names` (the others known absent: never searched, no
+        stems); None: all of them again.
+
+        Raises:
+            UsageError: a name the model does not have, a repeated name, or a posterior method
+                (its encoder gives every source).
+        """
+        if names is None:
+            self.present = None
+            return
+        names = tuple(names)
+        unknown = [name for name in names if name not in self.sources]
+        if unknown or not names:
+            raise UsageError(f"no source {', '.join(unknown) or 'given'}: the model's sources "
+                             f"are {', '.join(self.sources)}")
+        if len(set(names)) != len(names):
+            raise UsageError(f"a source named twice in {', '.join(names)}")
+        if METHODS[self.method].needs_encoder:
+            raise UsageError(f"method {self.method} gives every source; choose the sources "
+                             "with another method")
+        self.present = tuple(name for name in self.sources if name in names)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        """The sources separation returns: those of `only`, else all of the model's."""
+        return self.present or self.sources
+
     @property
     def strategy(self) -> Strategy:
         """The method with the current settings (`priorsep.methods`)."""
-        return build_strategy(self.settings, Context(len(self.priors.sources), self.encoder,
+        return build_strategy(self.settings, Context(len(self.stems), self.encoder,
                                                      self.samples))
 
     @property
@@ -300,8 +329,24 @@ class Separator:
 
     def _separate_segments(self, segments: torch.Tensor,
                            step: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        """(n, length) mixes -> (n, n_sources, length) estimates of the sources."""
-        return self.strategy.separate(self.priors, segments.to(self.device), self.mixing, step)
+        """(n, length) mixes -> (n, n_sources, length) estimates of the sources (silence for
+        those known absent)."""
+        strategy, segments = self.strategy, segments.to(self.device)
+        if self.present is None:
+            return strategy.separate(self.priors, segments, self.mixing, step)
+        classes = [self.sources.index(name) for name in self.present]
+        if strategy.takes_classes:
+            return strategy.separate(self.priors, segments, self.mixing, step, classes)
+        from priorsep.nn.prior import CombinedPriors, SourceRef
+
+        subset = CombinedPriors([self.priors], [SourceRef(name, 0, name)
+                                                for name in self.present])
+        weights = self.mixing.weights(len(self.sources), torch.float64)[classes]
+        estimates = strategy.separate(subset, segments, Mixing("gains", tuple(weights.tolist())),
+                                      step)
+        full = estimates.new_zeros(estimates.shape[0], len(self.sources), estimates.shape[-1])
+        full[:, classes] = estimates
+        return full
 
     def separate_tensor(self, mix: torch.Tensor,
                         progress: Callable[[SeparationProgress], None] | None = None,
@@ -356,7 +401,8 @@ class Separator:
             mono: separate the average of the channels and return one-channel stems.
 
         Returns:
-            {source: (channels, time)} at `rate` (one channel with `mono`).
+            {source: (channels, time)} at `rate` (one channel with `mono`), for the sources of
+            `stems`.
         """
         channels = to_mono(audio) if mono else audio
         mixes = resample(channels, rate, self.sample_rate)  # (channels, time at model rate)
@@ -365,4 +411,5 @@ class Separator:
         length = audio.shape[-1]
         if stems.shape[-1] < length:
             stems = torch.nn.functional.pad(stems, (0, length - stems.shape[-1]))
-        return {name: stems[:, k, :length] for k, name in enumerate(self.sources)}
+        return {name: stems[:, k, :length] for k, name in enumerate(self.sources)
+                if name in self.stems}

@@ -54,6 +54,9 @@ class Strategy:
     name: ClassVar[str]
     own: ClassVar[tuple[str, ...]] = ()
     needs_encoder: ClassVar[bool] = False
+    takes_classes: ClassVar[bool] = False
+    """Whether `separate` can leave classes known absent out (its `classes`); a Separator
+    gives the other methods a combination of the present sources instead."""
 
     @property
     def evaluations(self) -> int:
@@ -76,7 +79,10 @@ class Strategy:
         return settings
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: CountCallback | None = None) -> torch.Tensor:
+                 progress: CountCallback | None = None,
+                 classes: list[int] | None = None) -> torch.Tensor:
+        """(n, length) segments -> (n, n_sources, length); `classes` (with `takes_classes`):
+        the sources that may be present, the others silent."""
         raise NotImplementedError
 
 
@@ -213,6 +219,7 @@ class Extract(Strategy):
     n_sources: int
     name: ClassVar[str] = "extract"
     own: ClassVar[tuple[str, ...]] = ("extract",)
+    takes_classes: ClassVar[bool] = True
 
     @property
     def evaluations(self) -> int:
@@ -230,9 +237,10 @@ class Extract(Strategy):
         return None if refine == "none" else refine
 
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: CountCallback | None = None) -> torch.Tensor:
+                 progress: CountCallback | None = None,
+                 classes: list[int] | None = None) -> torch.Tensor:
         return extract_separate(priors, segments, mixing, self.config, self.langevin,
-                                self.diffusion, progress=progress).sources
+                                self.diffusion, progress=progress, classes=classes).sources
 
 
 @dataclass(frozen=True)
@@ -245,15 +253,16 @@ class Wiener(Strategy):
     name: ClassVar[str] = "wiener"
     own: ClassVar[tuple[str, ...]] = ("wiener",)
     evaluations: ClassVar[int] = 1
+    takes_classes: ClassVar[bool] = True
 
     @classmethod
     def build(cls, settings: SeparationSettings, context: Context) -> Wiener:
         return cls(settings["wiener"])
 
-
     def separate(self, priors: SourcePrior, segments: torch.Tensor, mixing: Mixing,
-                 progress: CountCallback | None = None) -> torch.Tensor:
-        return wiener_separate(priors, segments, mixing, self.config, progress)
+                 progress: CountCallback | None = None,
+                 classes: list[int] | None = None) -> torch.Tensor:
+        return wiener_separate(priors, segments, mixing, self.config, progress, classes)
 
 
 METHODS: dict[str, type[Strategy]] = {cls.name: cls for cls in (Langevin, Diffusion, Posterior,

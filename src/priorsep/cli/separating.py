@@ -68,6 +68,10 @@ def separate(
     samples: Annotated[int, typer.Option(
         help="With the posterior methods: average this many encoder draws (0: its mean).")
     ] = 0,
+    only: Annotated[str | None, typer.Option(
+        "--sources", metavar="A,B",
+        help="Separate only these sources (comma-separated): the others are known to be "
+             "absent, are never looked for and get no stem.")] = None,
     two_stems: Annotated[str | None, typer.Option(
         "--two-stems", metavar="SOURCE",
         help="Write only SOURCE and no_SOURCE (the sum of the other stems).")] = None,
@@ -186,11 +190,17 @@ def separate(
     separator.overlap = min(int(overlap * separator.segment_length),
                             separator.segment_length // 2)
     separator.batch_size = batch_size
-    stem_names = list(separator.sources)
+    if only is not None:
+        try:
+            separator.only([name.strip() for name in only.split(",") if name.strip()])
+        except UsageError as error:
+            raise UsageError(f"--sources {only}: {error}") from None
+    stem_names = list(separator.stems)
     if two_stems is not None:
-        if two_stems not in separator.sources:
-            raise UsageError(f"--two-stems {two_stems}: the model's sources are "
-                             f"{', '.join(separator.sources)}")
+        if two_stems not in separator.stems:
+            which = "the chosen sources" if only else "the model's sources"
+            raise UsageError(f"--two-stems {two_stems}: {which} are "
+                             f"{', '.join(separator.stems)}")
         stem_names = [two_stems, f"no_{two_stems}"]
     if stdout_source is not None and stdout_source not in stem_names:
         what = "the stems are" if two_stems else "the model's sources are"

@@ -30,6 +30,13 @@ class ExtractConfig:
     (a baseline, to measure what ordering by evidence is worth)."""
     sweeps: int = 2
     sweep_sigma: float = 0.1
+    level: float = 0.3
+    """RMS every segment's mix is scaled to before extraction (its scale estimated from the
+    segment, and undone on the sources): the sigmas are noise levels of a mix at this level,
+    so the result does not depend on the input's loudness (0: the mix as it comes)."""
+    silence: bool = True
+    """In every sweep, a class whose prior gives silence a probability is kept only where the
+    evidence that it sounds beats the evidence that it is silent; else its slot is silent."""
     refine: str = "none"
     """"none", or "langevin" / "diffusion": the sampler (with the model's stored settings)
     started from the extracted sources."""
@@ -38,6 +45,7 @@ class ExtractConfig:
         check_counts(self, 1, "beam")
         check_counts(self, 0, "sweeps")
         check_finite(self, 0.0, math.inf, "sigma", "sweep_sigma", low_open=True)
+        check_finite(self, 0.0, math.inf, "level")
         if self.order not in ("evidence", "fixed"):
             raise FieldError("order", f"must be evidence or fixed, got {self.order!r}")
         if self.refine not in REFINEMENTS:

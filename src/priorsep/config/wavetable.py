@@ -40,6 +40,14 @@ class WavetableConfig:
     be weaker than a harmonic)."""
     spectral_weight: float = 0.1
     """Weight of the multi-resolution STFT term beside the waveform term of the training loss."""
+    gain_spread_db: float = 40.0
+    gain_headroom_db: float = 20.0
+    """The gain prior is log-uniform from `gain_spread_db` below the quietest training crop to
+    `gain_headroom_db` above the loudest: a source at any level of that span is inside its
+    prior (0 and 0: the training range alone)."""
+    silence: float = 0.5
+    """Prior probability that a class is silent in a segment (its gain zero): the extraction
+    weighs it against the evidence that the class is there."""
     exact: bool = False
 
     def __post_init__(self) -> None:
@@ -49,7 +57,11 @@ class WavetableConfig:
             raise FieldError("pitch", f"must be peaks or yin, got {self.pitch!r}")
         check_finite(self, 0.0, math.inf, "f0_min", low_open=True)
         check_finite(self, self.f0_min, math.inf, "f0_max")
-        check_finite(self, 0.0, math.inf, "spectral_weight")
+        check_finite(self, 0.0, math.inf, "spectral_weight", "gain_spread_db",
+                     "gain_headroom_db")
+        check_finite(self, 0.0, 1.0, "silence", low_open=True)
+        if self.silence >= 1.0:
+            raise FieldError("silence", f"must be below 1, got {self.silence!r}")
 
     @property
     def length_multiple(self) -> int:

@@ -150,7 +150,7 @@ class DataSummary:
         """Check that the data can be used.
 
         Args:
-            min_sources: how many sources the use needs (two to separate anything).
+            min_sources: how many sources the use needs.
             strict: refuse any unusable file rather than leave it out.
 
         Raises:

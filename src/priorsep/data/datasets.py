@@ -78,7 +78,7 @@ def _check_chorales(root: Path | None, sources: str | None, sample_rate: int, cr
 
 def training_data(name: str, root: Path | None, sources: str | None, sample_rate: int,
                   crop_length: int, notify: Callable[[str], None] | None = None, *,
-                  min_sources: int = 2, strict: bool = False,
+                  min_sources: int = 1, strict: bool = False,
                   on_summary: SummaryCallback | None = None,
                   ) -> tuple[Any, torch.Tensor, dict[str, Any]]:
     """Check a dataset, then build (data, validation sources (n, N, crop_length), model-card
@@ -92,7 +92,8 @@ def training_data(name: str, root: Path | None, sources: str | None, sample_rate
 
     Args:
         notify: hears how rendering the chorales goes, the first time they are used.
-        min_sources: fewer sources than this is an error (two to separate anything).
+        min_sources: fewer sources than this is an error (one: a prior of one class is one
+            more prior for a model of others, `docs/models.md`).
         strict: an unusable file is an error instead of being left out.
         on_summary: receives the summary before it is required usable (to show it).
 

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 SOURCES: tuple[str, ...] = ("sine", "sawtooth", "square", "triangle")
+EXTRA_SOURCES: tuple[str, ...] = ("pulse",)
+"""Shapes the generator can render that are not in the toy dataset: a class to train on its
+own and add to a model of the four (a pulse wave of 25 % duty cycle, zero mean)."""
 SPLITS = {"train": (0, 5000), "validation": (1, 500), "test": (2, 1500)}
 """Split name -> (split id in the seed, default number of examples)."""
 DEFAULT_SEED = 2020
@@ -32,20 +35,21 @@ class ToyParams:
     phase: torch.Tensor
 
 
-def render(params: ToyParams, length: int, sample_rate: int) -> torch.Tensor:
-    """Render the four waveforms.
+def render(params: ToyParams, length: int, sample_rate: int,
+           names: tuple[str, ...] = SOURCES) -> torch.Tensor:
+    """Render the waveforms (the four of the dataset by default).
 
     Args:
-        params: tensors of shape (..., 4), in the order of `SOURCES`.
+        params: tensors of shape (..., len(names)), in the order of `names`.
         length: samples per signal.
 
     Returns:
-        (..., 4, length) float32.
+        (..., len(names), length) float32.
     """
     time = torch.arange(length, dtype=torch.float64) / sample_rate
     cycles = params.frequency[..., None] * time + params.phase[..., None] / (2 * math.pi)
-    frac = cycles - torch.floor(cycles)  # (..., 4, length) in [0, 1)
-    waves = torch.stack([shape(name, frac[..., k, :]) for k, name in enumerate(SOURCES)],
+    frac = cycles - torch.floor(cycles)  # (..., n, length) in [0, 1)
+    waves = torch.stack([shape(name, frac[..., k, :]) for k, name in enumerate(names)],
                         dim=-2)
     return (waves * params.amplitude[..., None]).to(torch.float32)
 
@@ -60,6 +64,8 @@ def shape(name: str, positions: torch.Tensor) -> torch.Tensor:
         return torch.where(positions < 0.5, 1.0, -1.0).to(positions.dtype)
     if name == "triangle":
         return 1 - 4 * torch.abs(positions - 0.5)
+    if name == "pulse":  # +1 for a quarter of the period, -1/3 for the rest: zero mean
+        return torch.where(positions < 0.25, 1.0, -1.0 / 3.0).to(positions.dtype)
     raise ValueError(f"the toy generator has no source {name!r}")
 
 

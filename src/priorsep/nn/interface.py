@@ -84,10 +84,14 @@ class Proposal:
     """What every class proposes to extract from a residual, and how well it explains it.
 
     `sources` (batch, n_sources, time): class k's estimate of its source; `evidence`
-    (batch, n_sources): log p_k,sigma of what class k sees (or the family's stated proxy)."""
+    (batch, n_sources): log p_k,sigma of what class k sees (or the family's stated proxy);
+    `silence` (batch, n_sources) or None: for a family whose prior gives silence a
+    probability, the evidence that class k is silent (all it sees noise), on the same scale;
+    `evidence` is then that of the class sounding."""
 
     sources: torch.Tensor
     evidence: torch.Tensor
+    silence: torch.Tensor | None = None
 
 
 class SourcePrior(nn.Module):

@@ -19,7 +19,7 @@ from torch import nn
 
 from priorsep.config import FlowConfig, ModelConfig, TrainConfig
 from priorsep.nn.flows import FloWaveNet
-from priorsep.nn.interface import SourcePrior, draw_sigma, expand_sigma
+from priorsep.nn.interface import Proposal, SourcePrior, draw_sigma, expand_sigma
 
 
 def receptive_field_bound(flow: FlowConfig) -> int:
@@ -256,6 +256,8 @@ class CombinedPriors(SourcePrior):
         self.register_buffer("_restore", torch.argsort(torch.tensor(order)), persistent=False)
         used = [self.parts[index] for index, _, _ in self._members]
         self.has_log_prob = all(part.has_log_prob for part in used)
+        methods = {part.preferred_method for part in used}
+        self.preferred_method = methods.pop() if len(methods) == 1 else None
         lengths = {part.segment_length for part in used} - {None}
         self._segment_length = max(lengths) if lengths else None
 
@@ -332,4 +334,32 @@ class CombinedPriors(SourcePrior):
         return torch.cat(pieces, dim=1)[:, self._restore]
 
     def receptive_field(self) -> int:
-        return max(receptive_field(self.parts[index].config) for index, _, _ in self._members)
+        return max(self.parts[index].receptive_field() for index, _, _ in self._members)
+
+    @torch.no_grad()
+    def propose(self, residual: torch.Tensor, sigma: float, weights: torch.Tensor,
+                classes: list[int] | None = None) -> Proposal:
+        """Every class's proposal from its own part (a generator part searches its latents);
+        where some parts give the evidence of silence and others do not, the others' classes
+        are never silent (-inf)."""
+        wanted = set(range(len(self.sources)) if classes is None else classes)
+        batch, time = residual.shape
+        sources = residual.new_zeros(batch, len(self.sources), time)
+        evidence = residual.new_full((batch, len(self.sources)), -torch.inf)
+        silence = None
+        for index, positions, channels in self._members:
+            chosen = [(k, c) for k, c in zip(positions, channels, strict=True) if k in wanted]
+            if not chosen:
+                continue
+            part = self.parts[index]
+            part_weights = weights.new_ones(len(part.sources))
+            part_weights[channels] = weights[positions].to(part_weights)
+            mine, theirs = [k for k, _ in chosen], [c for _, c in chosen]
+            proposal = part.propose(residual, sigma, part_weights, classes=theirs)
+            sources[:, mine] = proposal.sources[:, theirs].to(sources)
+            evidence[:, mine] = proposal.evidence[:, theirs].to(evidence)
+            if proposal.silence is not None:
+                if silence is None:
+                    silence = torch.full_like(evidence, -torch.inf)
+                silence[:, mine] = proposal.silence[:, theirs].to(silence)
+        return Proposal(sources, evidence, silence)

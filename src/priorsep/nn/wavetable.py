@@ -138,11 +138,15 @@ class WavetablePriors(SourcePrior):
                     and (self.f0_range[:, 0] <= self.f0_range[:, 1]).all())
 
     def bounds(self, learnt: bool = True) -> tuple[torch.Tensor, ...]:
-        """(f0 low, f0 high, gain low, gain high), each (n_sources,): the learnt ranges, or
-        with `learnt` False (the training encoder) or before training the search bounds."""
+        """(f0 low, f0 high, gain low, gain high), each (n_sources,): the learnt f0 range and
+        the gain range of the prior (the learnt one widened by `gain_spread_db` below and
+        `gain_headroom_db` above), or with `learnt` False (the training encoder) or before
+        training the search bounds."""
         if learnt and self.trained():
-            return (self.f0_range[:, 0], self.f0_range[:, 1], self.gain_range[:, 0],
-                    self.gain_range[:, 1])
+            below, above = (10 ** (self.arch.gain_spread_db / 20),
+                            10 ** (self.arch.gain_headroom_db / 20))
+            return (self.f0_range[:, 0], self.f0_range[:, 1], self.gain_range[:, 0] / below,
+                    self.gain_range[:, 1] * above)
         n = len(self.sources)
         return (torch.full((n,), self.arch.f0_min), torch.full((n,), self.arch.f0_max),
                 torch.zeros(n), torch.full((n,), math.inf))
@@ -215,10 +219,12 @@ class WavetablePriors(SourcePrior):
         return torch.where(near.any(-1), peak, tracked)
 
     def log_prior(self, f0: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """log p(z): log f0 uniform over the learnt range, gain uniform, phase uniform."""
+        """log p(z | the class sounds): log f0 uniform over the learnt range, log gain uniform
+        over the prior's gain range, phase uniform."""
         low, high, gain_low, gain_high = self.bounds()
-        span = (gain_high - gain_low).clamp(1e-3, 1e3)
-        log_density = -torch.log(f0) - torch.log(torch.log(high / low)) - torch.log(span)
+        log_density = (-torch.log(f0) - torch.log(torch.log(high / low))
+                       - torch.log(gain.clamp_min(1e-12))
+                       - torch.log(torch.log(gain_high / gain_low.clamp_min(1e-12))))
         return log_density.float()
 
     def best_latents(self, candidates: LatentCandidates) -> Latents:
@@ -248,8 +254,7 @@ class WavetablePriors(SourcePrior):
         """
         length = signals.shape[-1]
         variance = self.effective_sigma(sigma).double().pow(2)  # (B, N)
-        constant = -signals.double().pow(2).sum(-1) / (2 * variance) - 0.5 * length * torch.log(
-            2 * math.pi * variance)
+        constant = self.silent_log_likelihood(signals, sigma)
         if not self.arch.exact:
             rendered = self.render(latents.f0, latents.phase, latents.gain, length)
             fit = signals.double().pow(2).sum(-1) - (signals - rendered).double().pow(2).sum(-1)
@@ -274,9 +279,26 @@ class WavetablePriors(SourcePrior):
         best = self.best_latents(self.search(residual, weights, classes=classes))
         best = Latents(best.f0, best.phase, best.gain / weights, best.fit)
         seen = residual[:, None] / weights[:, None]  # (B, N, T): what class k sees
-        sources, log_likelihood = self.estimate(seen, best, expand_sigma(sigma, seen))
-        evidence = log_likelihood + self.log_prior(best.f0, best.gain)
-        return Proposal(sources, evidence.float())
+        sigma = expand_sigma(sigma, seen)
+        sources, log_likelihood = self.estimate(seen, best, sigma)
+        evidence = (log_likelihood + self.log_prior(best.f0, best.gain)
+                    + math.log1p(-self.arch.silence) - self.occam(seen.shape[-1]))
+        silence = self.silent_log_likelihood(seen, sigma) + math.log(self.arch.silence)
+        return Proposal(sources, evidence.float(), silence.float())
+
+    @staticmethod
+    def occam(length: int) -> float:
+        """The evidence's price of the latent's three numbers: the Bayesian information
+        criterion's (3 / 2) log T (Schwarz 1978), the log of how much narrower their posterior
+        is than their prior."""
+        return 1.5 * math.log(length)
+
+    def silent_log_likelihood(self, signals: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """log N(x; 0, sigma_eff**2) of each row, (batch, n_sources): the class silent, all of
+        what it sees noise."""
+        variance = self.effective_sigma(sigma).double().pow(2)
+        return (-signals.double().pow(2).sum(-1) / (2 * variance)
+                - 0.5 * signals.shape[-1] * torch.log(2 * math.pi * variance))
 
     def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
         """log N(x; G(z*), sigma_eff**2) + log p(z*) of each source under its own prior,
@@ -311,12 +333,14 @@ class WavetablePriors(SourcePrior):
 
     def sample(self, n: int, length: int, sigma=None, temperature: float = 1.0,
                generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
-        """Latents drawn from the learnt prior, rendered; sigma adds noise of that level."""
+        """Latents drawn from the learnt prior given that the class sounds (f0 and gain
+        log-uniform), rendered; sigma adds noise of that level."""
         uniform = torch.rand(3, n, len(self.sources), generator=generator, dtype=torch.float64)
         low, high, gain_low, gain_high = (bound.double() for bound in self.bounds())
         f0 = torch.exp(torch.log(low) + uniform[0] * torch.log(high / low))
         gain_high = torch.where(torch.isfinite(gain_high), gain_high, torch.ones_like(gain_high))
-        gain = gain_low + uniform[1] * (gain_high - gain_low)
+        gain_low = gain_low.clamp_min(1e-6 * gain_high)
+        gain = torch.exp(torch.log(gain_low) + uniform[1] * torch.log(gain_high / gain_low))
         with torch.no_grad():
             signals = self.render(f0, uniform[2], gain.float(), length)
         if sigma:

@@ -10,6 +10,14 @@ wins. Then `sweeps` passes re-extract each source from the mix less all the othe
 lower level `sweep_sigma`), and optionally the model's Langevin or diffusion sampler refines
 the result from there.
 
+Level and presence: every segment is first scaled to a fixed RMS (`ExtractConfig.level`; the
+scale is undone on the sources), so the sigmas mean the same at any input loudness; the
+priors' gain ranges are wide, so each source may sit at its own level. Where a family's prior
+gives silence a probability (`Proposal.silence`), every sweep keeps a class only if the
+evidence that it sounds beats the evidence that it is silent (the price of its latent
+included), and writes silence in its slot otherwise: a class that is not in the mix takes
+nothing from the others.
+
 Why: the symmetric samplers move all slots together, and every slot goes first for the loudest
 component of the mix; with exact priors they still commit to the wrong sources. Ordering by
 evidence lets the class that explains the most claim its source before the others look.
@@ -36,12 +44,19 @@ class ExtractionResult:
     """`sources` (batch, n_sources, time); `order` (batch, n_sources): the class assigned at
     each stage; `evidence` (batch, n_sources): each stage's evidence of the winning path;
     `beam_evidence` (batch, beam): the total evidence of every kept full assignment (-inf where
-    the beam held fewer)."""
+    the beam held fewer); `present` (batch, n_sources): False for a class known absent or
+    found silent by the last sweep."""
 
     sources: torch.Tensor
     order: torch.Tensor
     evidence: torch.Tensor
     beam_evidence: torch.Tensor
+    present: torch.Tensor | None = None
+
+
+QUIET_RMS = 1e-5
+"""A segment quieter than this (-100 dB full scale) is scaled as if it were this loud: it is
+not raised to the extraction's level, so its noise is not taken for sources."""
 
 
 def extraction_steps(n_sources: int, config: ExtractConfig) -> int:
@@ -51,36 +66,42 @@ def extraction_steps(n_sources: int, config: ExtractConfig) -> int:
 
 @torch.no_grad()
 def assign_by_evidence(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
-                       config: ExtractConfig, progress: CountCallback | None = None
-                       ) -> ExtractionResult:
+                       config: ExtractConfig, progress: CountCallback | None = None,
+                       classes: list[int] | None = None) -> ExtractionResult:
     """The beam search over assignment orders (no sweeps, no refinement).
 
     Args:
         mix: (batch, time).
+        classes: the classes that may be in the mix (default: all); the others are known
+            absent and keep silent slots.
 
     Returns:
-        An `ExtractionResult`.
+        An `ExtractionResult` (`order` and `evidence` have one column per stage, one stage
+        per class in `classes`).
     """
     batch, time = mix.shape
     n_sources, beam = len(priors.sources), config.beam
+    classes = list(range(n_sources)) if classes is None else list(classes)
+    n_stages = len(classes)
     weights = mixing.weights(n_sources, mix.dtype, mix.device)
-    total_steps = extraction_steps(n_sources, config)
+    total_steps = extraction_steps(n_stages, config)
     sources = mix.new_zeros(batch, beam, n_sources, time)
-    assigned = torch.zeros(batch, beam, n_sources, dtype=torch.bool, device=mix.device)
-    order = torch.full((batch, beam, n_sources), -1, dtype=torch.long, device=mix.device)
-    stage_evidence = mix.new_zeros(batch, beam, n_sources)
+    assigned = torch.ones(batch, beam, n_sources, dtype=torch.bool, device=mix.device)
+    assigned[..., classes] = False  # the absent classes count as assigned (silent) from the start
+    order = torch.full((batch, beam, n_stages), -1, dtype=torch.long, device=mix.device)
+    stage_evidence = mix.new_zeros(batch, beam, n_stages)
     total = torch.full((batch, beam), -torch.inf, dtype=torch.float64, device=mix.device)
     total[:, 0] = 0.0  # one empty assignment to start from
-    for stage in range(n_sources):
+    for stage in range(n_stages):
         residual = (mix[:, None] - mixing(sources)).flatten(0, 1)
         evidence = torch.full((batch * beam, n_sources), -torch.inf, dtype=torch.float64,
                               device=mix.device)
         proposed = mix.new_zeros(batch * beam, n_sources, time)
         # only the classes each path has not assigned yet are searched: one call per set
-        for rows, classes in _open_classes(torch.isfinite(total).flatten(),
-                                           assigned.flatten(0, 1), stage, config.order):
-            proposal = priors.propose(residual[rows], config.sigma, weights, classes=classes)
-            evidence[rows[:, None], classes] = proposal.evidence.double()[:, classes]
+        for rows, open_ in _open_classes(torch.isfinite(total).flatten(),
+                                         assigned.flatten(0, 1), classes[stage], config.order):
+            proposal = priors.propose(residual[rows], config.sigma, weights, classes=open_)
+            evidence[rows[:, None], open_] = proposal.evidence.double()[:, open_]
             proposed[rows] = proposal.sources.to(mix)
         evidence = evidence.view(batch, beam, n_sources)
         children = (total[..., None] + evidence).flatten(1)  # (B, beam * N)
@@ -103,18 +124,18 @@ def assign_by_evidence(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                             total)
 
 
-def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, stage: int,
+def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, fixed: int,
                   order: str) -> list[tuple[torch.Tensor, list[int]]]:
     """The live paths grouped by the classes still open to them: [(rows, classes)].
 
     Args:
         alive: (paths,) bool; assigned: (paths, n_sources) bool.
-        order: "evidence" (any unassigned class may go) or "fixed" (only class `stage`).
+        order: "evidence" (any unassigned class may go) or "fixed" (only class `fixed`).
     """
     groups: dict[tuple[int, ...], list[int]] = {}
     rows = alive.nonzero().flatten()
     for row, flags in zip(rows.tolist(), assigned[rows].tolist()):  # one copy to the host
-        classes = ((stage,) if order == "fixed" else
+        classes = ((fixed,) if order == "fixed" else
                    tuple(k for k, taken in enumerate(flags) if not taken))
         groups.setdefault(classes, []).append(row)
     return [(torch.tensor(rows, device=alive.device), list(classes))
@@ -123,51 +144,78 @@ def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, stage: int,
 
 @torch.no_grad()
 def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch.Tensor,
-          order: torch.Tensor, sigma: float) -> torch.Tensor:
+          order: torch.Tensor, sigma: float, silence: bool = False
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass that re-extracts every source from the mix less all the others, in the order
     the sources were assigned (each update seen by the next).
 
     Args:
         mix: (batch, time); sources: (batch, n_sources, time); order: (batch, n_sources).
+        silence: where the family gives the evidence of silence, a class whose evidence of
+            sounding is lower gets a silent slot.
 
     Returns:
-        (batch, n_sources, time).
+        (sources (batch, n_sources, time), present (batch, n_sources) bool).
     """
     sources = sources.clone()
     n_sources = sources.shape[1]
     weights = mixing.weights(n_sources, mix.dtype, mix.device)
     rows = torch.arange(mix.shape[0], device=mix.device)
-    for stage in range(n_sources):
+    present = torch.zeros(mix.shape[0], n_sources, dtype=torch.bool, device=mix.device)
+    present[rows[:, None], order] = True  # the classes not in `order` are known absent
+    for stage in range(order.shape[1]):
         chosen = order[:, stage]  # (B,)
         own = sources[rows, chosen] * weights[chosen][:, None]
         residual = mix - mixing(sources) + own
         classes = sorted(set(chosen.tolist()))
         proposal = priors.propose(residual, sigma, weights, classes=classes)
-        sources[rows, chosen] = proposal.sources[rows, chosen].to(sources)
-    return sources
+        update = proposal.sources[rows, chosen].to(sources)
+        if silence and proposal.silence is not None:
+            sounds = proposal.evidence[rows, chosen] > proposal.silence[rows, chosen]
+            present[rows, chosen] = sounds
+            update = update * sounds[:, None]
+        sources[rows, chosen] = update
+    return sources, present
+
+
+def segment_scale(mix: torch.Tensor, level: float) -> torch.Tensor:
+    """The factor that brings each segment's mix to RMS `level` is 1 / this, (batch, 1)
+    (ones with `level` 0: the mix as it comes)."""
+    if level <= 0:
+        return mix.new_ones(mix.shape[0], 1)
+    rms = mix.double().pow(2).mean(-1, keepdim=True).sqrt()
+    return (rms.clamp_min(QUIET_RMS) / level).to(mix.dtype)
 
 
 def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                      config: ExtractConfig, langevin: LangevinConfig | None = None,
                      diffusion: DiffusionConfig | None = None,
-                     progress: CountCallback | None = None) -> ExtractionResult:
+                     progress: CountCallback | None = None,
+                     classes: list[int] | None = None) -> ExtractionResult:
     """Separate by staged extraction, sweeps, then the optional refinement.
 
     Args:
         mix: (batch, time), time a multiple of the priors' `length_multiple`.
         langevin, diffusion: the samplers' settings for `config.refine`.
         progress: called with (proposal rounds done, total) (the refinement not counted).
+        classes: the classes that may be in the mix (default: all); the others are known
+            absent: silent slots, never searched.
 
     Returns:
         An `ExtractionResult` (its `sources` refined).
     """
-    n_sources = len(priors.sources)
-    result = assign_by_evidence(priors, mix, mixing, config, progress)
+    scale = segment_scale(mix, config.level)
+    mix = mix / scale
+    result = assign_by_evidence(priors, mix, mixing, config, progress, classes)
+    n_stages = result.order.shape[1]
     sources = result.sources
+    present = torch.zeros(mix.shape[0], len(priors.sources), dtype=torch.bool, device=mix.device)
+    present[torch.arange(mix.shape[0], device=mix.device)[:, None], result.order] = True
     for index in range(config.sweeps):
-        sources = sweep(priors, mix, mixing, sources, result.order, config.sweep_sigma)
+        sources, present = sweep(priors, mix, mixing, sources, result.order, config.sweep_sigma,
+                                 config.silence)
         if progress is not None:
-            progress(n_sources * (2 + index), extraction_steps(n_sources, config))
+            progress(n_stages * (2 + index), extraction_steps(n_stages, config))
     if config.refine == "langevin":
         from priorsep.separation.langevin import langevin_separate
 
@@ -178,4 +226,4 @@ def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
 
         sources = diffusion_separate(priors, mix, mixing, diffusion or DiffusionConfig(),
                                      initial=sources).sources
-    return dataclasses.replace(result, sources=sources)
+    return dataclasses.replace(result, sources=sources * scale[..., None], present=present)

@@ -24,13 +24,14 @@ from priorsep.signal.filtering import misi, wiener
 
 
 def wiener_separate(priors: SourcePrior, mixes: torch.Tensor, mixing: Mixing,
-                    config: WienerConfig, progress: CountCallback | None = None
-                    ) -> torch.Tensor:
+                    config: WienerConfig, progress: CountCallback | None = None,
+                    classes: list[int] | None = None) -> torch.Tensor:
     """Separate mixes with spectral priors.
 
     Args:
         priors: a family with `mix_variances` (the spectral families).
         mixes: (batch, time).
+        classes: the sources that may be present (default: all); the others get silence.
 
     Returns:
         (batch, n_sources, time) source estimates.
@@ -45,7 +46,7 @@ def wiener_separate(priors: SourcePrior, mixes: torch.Tensor, mixing: Mixing,
     n_sources = len(priors.sources)
     with torch.no_grad():
         spectra = transform.stft(mixes)  # (B, F, frames)
-    variances = priors.mix_variances(spectra)  # (B, N, F, frames)
+    variances = priors.mix_variances(spectra, classes)  # (B, N, F, frames)
     with torch.no_grad():
         shares = wiener(variances, spectra)
         if config.phase == "misi":
