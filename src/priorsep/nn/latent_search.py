@@ -201,3 +201,25 @@ def posterior_mean_by_zoom(signals: torch.Tensor,
     weights = torch.softmax(log_likelihoods, dim=0)  # the last, finest grid
     mean = (weights[..., None] * torch.stack(renders)).sum(0)
     return mean, torch.logsumexp(log_likelihoods, 0) - math.log(len(renders))
+
+
+def log_uniform_density(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor
+                        ) -> torch.Tensor:
+    """log p(value) of a density uniform in log value over [low, high] (same shapes, or
+    low and high broadcast over the last dimension)."""
+    return -torch.log(value.clamp_min(1e-12)) - torch.log(torch.log(high / low.clamp_min(1e-12)))
+
+
+def latent_price(dimensions: int, length: int) -> float:
+    """What explaining a signal of `length` samples with `dimensions` fitted latent numbers
+    costs in evidence: the Bayesian information criterion's (d / 2) log T (Schwarz 1978),
+    the log of how much narrower their posterior is than their prior."""
+    return 0.5 * dimensions * math.log(length)
+
+
+def noise_log_likelihood(signals: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """log N(x; 0, sigma**2) of each row: signals (..., time), sigma (...) -> (...) float64
+    (nothing but noise: a source absent)."""
+    variance = sigma.double().pow(2)
+    return (-signals.double().pow(2).sum(-1) / (2 * variance)
+            - 0.5 * signals.shape[-1] * torch.log(2 * math.pi * variance))

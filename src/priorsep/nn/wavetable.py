@@ -5,18 +5,19 @@ Source k is generated from a three-number latent z = (f0, theta, g):
     x[t] = g * W_k(frac(f0 t / rate + theta)),   W_k one period, RMS 1 (`bins` values),
 
 so whatever z is, the output is one source of class k. The prior on z is learnt from the solos
-too: f0 log-uniform and g uniform over the ranges seen in training, theta uniform. Given a
-signal r, the family's projection is the latent search of `priorsep.nn.latent_search`
-(energy explained, gain clamped to the learnt range), and its evidence the profile
-log-likelihood
+too: f0 log-uniform over the range seen in training, g log-uniform over the gain range seen
+widened 40 dB down and 20 up (a source at its own level), theta uniform; and with probability
+`silence` the class is silent. Given a signal r, the projection is the latent search of
+`priorsep.nn.latent_search` (energy explained, gain clamped to the prior's range), and the
+evidence that the class sounds the profile log-likelihood, less the BIC price of z:
 
-    log p_sigma(r) ~ max_z [log N(r; G_k(z), sigma_eff**2) + log p(z)],
+    log p_sigma(r) ~ max_z [log N(r; G_k(z), sigma_eff**2) + log p(z)] - 3/2 log T,
     sigma_eff = max(sigma, noise_floor),
 
-noise_floor the RMS error of the decoder on its training solos. This is what staged
-extraction (`priorsep.separation.extract`) needs: each class proposes one source of its own
-from a residual, and says how well it explains it. Denoising is the projection G_k(z*(x));
-the score follows from Tweedie's formula.
+noise_floor the RMS error of the decoder on its training solos; against log N(r; 0, ...) that
+it is silent. This is what staged extraction (`priorsep.separation.extract`) needs: each
+class proposes one source of its own from a residual and says how well it explains it.
+Denoising is the projection G_k(z*(x)); the score follows from Tweedie's formula.
 
 Training autoencodes solo crops: the encoder is the latent search with the class's current
 table (the tables start as a cosine, so the first encoder is a fundamental tracker), the loss
@@ -46,6 +47,9 @@ from priorsep.nn.interface import Proposal, SourcePrior, expand_sigma
 from priorsep.nn.latent_search import (
     LatentCandidates,
     SearchSettings,
+    latent_price,
+    log_uniform_density,
+    noise_log_likelihood,
     posterior_mean_by_zoom,
     search_latents,
 )
@@ -195,15 +199,12 @@ class WavetablePriors(SourcePrior):
         full = []
         for value, fill in ((found.f0, 1.0), (found.phase, 0.0), (found.gain, 0.0),
                             (found.fit, -torch.inf)):
-            shape = (value.shape[0], len(self.sources), value.shape[-1])
-            whole = torch.full(shape, fill, dtype=value.dtype, device=value.device)
-            whole[:, index] = value
-            full.append(whole)
+            whole = value.new_full((value.shape[0], len(self.sources), value.shape[-1]), fill)
+            full.append(whole.index_copy_(1, value.new_tensor(index).long(), value))
         return LatentCandidates(*full)
 
     def effective_sigma(self, sigma: torch.Tensor) -> torch.Tensor:
-        """sigma_eff = max(sigma, noise_floor): the likelihood's width is never below the
-        decoder's own error on its training solos (and Tweedie's formula holds above it)."""
+        """max(sigma, noise_floor): never below the decoder's own error on its solos."""
         return torch.maximum(sigma, self.noise_floor.to(sigma))
 
     def track_pitch(self, solos: torch.Tensor) -> torch.Tensor:
@@ -222,10 +223,8 @@ class WavetablePriors(SourcePrior):
         """log p(z | the class sounds): log f0 uniform over the learnt range, log gain uniform
         over the prior's gain range, phase uniform."""
         low, high, gain_low, gain_high = self.bounds()
-        log_density = (-torch.log(f0) - torch.log(torch.log(high / low))
-                       - torch.log(gain.clamp_min(1e-12))
-                       - torch.log(torch.log(gain_high / gain_low.clamp_min(1e-12))))
-        return log_density.float()
+        return (log_uniform_density(f0, low, high)
+                + log_uniform_density(gain, gain_low, gain_high)).float()
 
     def best_latents(self, candidates: LatentCandidates) -> Latents:
         return Latents(*(value[..., 0] for value in (candidates.f0, candidates.phase,
@@ -254,7 +253,7 @@ class WavetablePriors(SourcePrior):
         """
         length = signals.shape[-1]
         variance = self.effective_sigma(sigma).double().pow(2)  # (B, N)
-        constant = self.silent_log_likelihood(signals, sigma)
+        constant = noise_log_likelihood(signals, self.effective_sigma(sigma))
         if not self.arch.exact:
             rendered = self.render(latents.f0, latents.phase, latents.gain, length)
             fit = signals.double().pow(2).sum(-1) - (signals - rendered).double().pow(2).sum(-1)
@@ -282,23 +281,10 @@ class WavetablePriors(SourcePrior):
         sigma = expand_sigma(sigma, seen)
         sources, log_likelihood = self.estimate(seen, best, sigma)
         evidence = (log_likelihood + self.log_prior(best.f0, best.gain)
-                    + math.log1p(-self.arch.silence) - self.occam(seen.shape[-1]))
-        silence = self.silent_log_likelihood(seen, sigma) + math.log(self.arch.silence)
+                    + math.log1p(-self.arch.silence) - latent_price(3, seen.shape[-1]))
+        silence = (noise_log_likelihood(seen, self.effective_sigma(sigma))
+                   + math.log(self.arch.silence))
         return Proposal(sources, evidence.float(), silence.float())
-
-    @staticmethod
-    def occam(length: int) -> float:
-        """The evidence's price of the latent's three numbers: the Bayesian information
-        criterion's (3 / 2) log T (Schwarz 1978), the log of how much narrower their posterior
-        is than their prior."""
-        return 1.5 * math.log(length)
-
-    def silent_log_likelihood(self, signals: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """log N(x; 0, sigma_eff**2) of each row, (batch, n_sources): the class silent, all of
-        what it sees noise."""
-        variance = self.effective_sigma(sigma).double().pow(2)
-        return (-signals.double().pow(2).sum(-1) / (2 * variance)
-                - 0.5 * signals.shape[-1] * torch.log(2 * math.pi * variance))
 
     def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
         """log N(x; G(z*), sigma_eff**2) + log p(z*) of each source under its own prior,
