@@ -15,8 +15,8 @@ scale is undone on the sources), so the sigmas mean the same at any input loudne
 priors' gain ranges are wide, so each source may sit at its own level. Where a family's prior
 gives silence a probability (`Proposal.silence`), every sweep keeps a class only if the
 evidence that it sounds beats the evidence that it is silent (the price of its latent
-included), and writes silence in its slot otherwise: a class that is not in the mix takes
-nothing from the others.
+included) and it explains most of the mix less the others (`ExtractConfig.presence`), and
+writes silence in its slot otherwise: a class that is not in the mix takes nothing.
 
 Why: the symmetric samplers move all slots together, and every slot goes first for the loudest
 component of the mix; with exact priors they still commit to the wrong sources. Ordering by
@@ -144,7 +144,7 @@ def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, fixed: int,
 
 @torch.no_grad()
 def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch.Tensor,
-          order: torch.Tensor, sigma: float, silence: bool = False
+          order: torch.Tensor, sigma: float, silence: bool = False, presence: float = 0.0
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass that re-extracts every source from the mix less all the others, in the order
     the sources were assigned (each update seen by the next).
@@ -152,7 +152,8 @@ def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch
     Args:
         mix: (batch, time); sources: (batch, n_sources, time); order: (batch, n_sources).
         silence: where the family gives the evidence of silence, a class whose evidence of
-            sounding is lower gets a silent slot.
+            sounding is lower, or that explains less than `presence` of the mix less the
+            others, gets a silent slot.
 
     Returns:
         (sources (batch, n_sources, time), present (batch, n_sources) bool).
@@ -171,7 +172,10 @@ def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch
         proposal = priors.propose(residual, sigma, weights, classes=classes)
         update = proposal.sources[rows, chosen].to(sources)
         if silence and proposal.silence is not None:
-            sounds = proposal.evidence[rows, chosen] > proposal.silence[rows, chosen]
+            seen = residual.double().pow(2).sum(-1)
+            left = (residual - update * weights[chosen][:, None]).double().pow(2).sum(-1)
+            sounds = ((proposal.evidence[rows, chosen] > proposal.silence[rows, chosen])
+                      & (seen - left >= presence * seen) & (seen > 0))
             present[rows, chosen] = sounds
             update = update * sounds[:, None]
         sources[rows, chosen] = update
@@ -213,7 +217,7 @@ def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
     present[torch.arange(mix.shape[0], device=mix.device)[:, None], result.order] = True
     for index in range(config.sweeps):
         sources, present = sweep(priors, mix, mixing, sources, result.order, config.sweep_sigma,
-                                 config.silence)
+                                 config.silence, config.presence)
         if progress is not None:
             progress(n_stages * (2 + index), extraction_steps(n_stages, config))
     if config.refine == "langevin":
