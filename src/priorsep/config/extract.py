@@ -39,12 +39,14 @@ class ExtractConfig:
     evidence that it sounds beats the evidence that it is silent, and it explains at least
     `presence` of what the other sources leave; else its slot is silent."""
     presence: float = 0.8
-    """The share of the mix less the other sources that a class must explain to count as
-    sounding: what explains less is taken for the other sources' model error (the decoders'
-    error is structured, at those sources' own pitches, so the evidence of a white-noise
-    likelihood cannot tell it from a quiet source). Tuned on validation mixes: there a quiet
-    source explained 0.89 or more, a class absent from the mix 0.74 or less (in all but
-    one segment, where two sources shared a pitch)."""
+    presence_db: float = -20.0
+    """A class quieter than `presence_db` (its share of the segment's energy, dB) must explain
+    at least `presence` of the mix less the other sources to count as sounding: what explains
+    less is taken for the other sources' model error (the decoders' error is structured, at
+    those sources' own pitches, so the evidence of a white-noise likelihood cannot tell it
+    from a quiet source). Tuned on validation mixes: there every quiet source explained 0.89
+    or more, and a class absent from the mix held -27 dB or less and explained 0.74 or less
+    (in all but one segment, where two sources shared a pitch)."""
     refine: str = "none"
     """"none", or "langevin" / "diffusion": the sampler (with the model's stored settings)
     started from the extracted sources."""
@@ -55,6 +57,7 @@ class ExtractConfig:
         check_finite(self, 0.0, math.inf, "sigma", "sweep_sigma", low_open=True)
         check_finite(self, 0.0, math.inf, "level")
         check_finite(self, 0.0, 1.0, "presence")
+        check_finite(self, -math.inf, 0.0, "presence_db")
         if self.order not in ("evidence", "fixed"):
             raise FieldError("order", f"must be evidence or fixed, got {self.order!r}")
         if self.refine not in REFINEMENTS:

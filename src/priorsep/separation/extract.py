@@ -29,6 +29,7 @@ assigns"); greedy source extraction as in matching pursuit (Mallat & Zhang 1993)
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -144,16 +145,17 @@ def _open_classes(alive: torch.Tensor, assigned: torch.Tensor, fixed: int,
 
 @torch.no_grad()
 def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch.Tensor,
-          order: torch.Tensor, sigma: float, silence: bool = False, presence: float = 0.0
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+          order: torch.Tensor, sigma: float, silence: bool = False, presence: float = 0.0,
+          presence_db: float = -math.inf) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass that re-extracts every source from the mix less all the others, in the order
     the sources were assigned (each update seen by the next).
 
     Args:
         mix: (batch, time); sources: (batch, n_sources, time); order: (batch, n_sources).
         silence: where the family gives the evidence of silence, a class whose evidence of
-            sounding is lower, or that explains less than `presence` of the mix less the
-            others, gets a silent slot.
+            sounding is lower gets a silent slot, and so does one that holds less than
+            `presence_db` of the mix's energy and explains less than `presence` of the mix
+            less the others.
 
     Returns:
         (sources (batch, n_sources, time), present (batch, n_sources) bool).
@@ -172,10 +174,13 @@ def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch
         proposal = priors.propose(residual, sigma, weights, classes=classes)
         update = proposal.sources[rows, chosen].to(sources)
         if silence and proposal.silence is not None:
+            contribution = update * weights[chosen][:, None]
             seen = residual.double().pow(2).sum(-1)
-            left = (residual - update * weights[chosen][:, None]).double().pow(2).sum(-1)
+            left = (residual - contribution).double().pow(2).sum(-1)
+            loud = contribution.double().pow(2).sum(-1) >= (
+                10 ** (presence_db / 10) * mix.double().pow(2).sum(-1))
             sounds = ((proposal.evidence[rows, chosen] > proposal.silence[rows, chosen])
-                      & (seen - left >= presence * seen) & (seen > 0))
+                      & (loud | (seen - left >= presence * seen)) & (seen > 0))
             present[rows, chosen] = sounds
             update = update * sounds[:, None]
         sources[rows, chosen] = update
@@ -217,7 +222,7 @@ def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
     present[torch.arange(mix.shape[0], device=mix.device)[:, None], result.order] = True
     for index in range(config.sweeps):
         sources, present = sweep(priors, mix, mixing, sources, result.order, config.sweep_sigma,
-                                 config.silence, config.presence)
+                                 config.silence, config.presence, config.presence_db)
         if progress is not None:
             progress(n_stages * (2 + index), extraction_steps(n_stages, config))
     if config.refine == "langevin":
