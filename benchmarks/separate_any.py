@@ -169,6 +169,7 @@ def main() -> None:
             "lone source SI-SDR (dB)": round(float(lone_sdr.mean()), 2),
             "absent slot energy, mean (dB of the mix)": round(float(absent.mean()), 1),
             "absent slot energy, worst (dB of the mix)": round(float(absent.max()), 1),
+            "absent slots above -40 dB": f"{int((absent > -40).sum())} of {absent.numel()}",
             "absent slots silent (%)": round(100 * float((slot[~present] == 0).double().mean()),
                                              1)})
     if "five" in conditions:

@@ -256,7 +256,7 @@ class CombinedPriors(SourcePrior):
         self.register_buffer("_restore", torch.argsort(torch.tensor(order)), persistent=False)
         used = [self.parts[index] for index, _, _ in self._members]
         self.has_log_prob = all(part.has_log_prob for part in used)
-        methods = {part.preferred_method for part in used}
+        methods = {part.preferred_method for part in used} - {"wiener"}  # one model's fit
         self.preferred_method = methods.pop() if len(methods) == 1 else None
         lengths = {part.segment_length for part in used} - {None}
         self._segment_length = max(lengths) if lengths else None

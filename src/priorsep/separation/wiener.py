@@ -41,7 +41,8 @@ def wiener_separate(priors: SourcePrior, mixes: torch.Tensor, mixing: Mixing,
     """
     if not priors.has_power_spectra:
         raise CapabilityError(f"{priors.config.family} priors give no power spectra: the "
-                              "wiener method needs a spectral family (nmf, vae)")
+                              "wiener method needs one model of a spectral family (nmf, vae),"
+                              " not a combination of models")
     transform = priors.transform
     n_sources = len(priors.sources)
     with torch.no_grad():
