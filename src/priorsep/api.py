@@ -348,29 +348,20 @@ class Separator:
         full[:, classes] = estimates
         return full
 
-    def separate_tensor(self, mix: torch.Tensor,
-                        progress: Callable[[SeparationProgress], None] | None = None,
-                        seconds: float | None = None) -> torch.Tensor:
-        """Separate mono mixes at the model's sample rate.
-
-        Args:
-            mix: (time,) or (batch, time).
-            progress: called with a `SeparationProgress` after every sampler step (after every
-                batch of segments for the one-pass posterior).
-            seconds: the audio's length, passed on in the progress events.
-
-        Returns:
-            (n_sources, time) or (batch, n_sources, time), on the CPU.
-        """
-        rows = 1 if mix.dim() == 1 else mix.shape[0]
-        n_segments = rows * len(segment_starts(mix.shape[-1], self.segment_length, self.overlap))
-        n_batches = -(-n_segments // self.batch_size)
-        steps = self.evaluations_per_segment
-        batch = 0
+    def segment_function(self, rows: int, time: int | None,
+                         progress: Callable[[SeparationProgress], None] | None = None,
+                         seconds: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The function `separation.apply` calls on every batch of segments, reporting a
+        `SeparationProgress` after every step of it (for `rows` mixes of `time` samples at
+        the model's rate, when known: the number of segments)."""
+        n_segments = rows * len(segment_starts(time or self.segment_length,
+                                               self.segment_length, self.overlap))
+        steps, batch = self.evaluations_per_segment, 0
 
         def report(step: int) -> None:
             if progress is not None:
-                progress(SeparationProgress(batch, n_batches, step, steps, n_segments, seconds))
+                batches = max(-(-n_segments // self.batch_size), batch)
+                progress(SeparationProgress(batch, batches, step, steps, n_segments, seconds))
 
         def segment_fn(segments: torch.Tensor) -> torch.Tensor:
             nonlocal batch
@@ -381,6 +372,17 @@ class Separator:
                 report(0)
             return estimates
 
+        return segment_fn
+
+    def separate_tensor(self, mix: torch.Tensor,
+                        progress: Callable[[SeparationProgress], None] | None = None,
+                        seconds: float | None = None) -> torch.Tensor:
+        """Separate mono mixes (time,) or (batch, time) at the model's sample rate into
+        (n_sources, time) or (batch, n_sources, time) on the CPU; `progress` hears a
+        `SeparationProgress` (its `seconds` those given) after every sampler step (every
+        batch of segments for the one-pass posterior)."""
+        rows = 1 if mix.dim() == 1 else mix.shape[0]
+        segment_fn = self.segment_function(rows, mix.shape[-1], progress, seconds)
         estimates = separate_long(mix.float(), segment_fn, self.segment_length, self.overlap,
                                   self.multiple, self.batch_size)
         return estimates.cpu()

@@ -73,7 +73,7 @@ def read_audio(path: str | os.PathLike,
                         rate, log = file.samplerate, file.extra_info
                 except (soundfile.LibsndfileError, RuntimeError) as error:
                     data, rate, log = *decode_with_ffmpeg(str(path), name, error), ""
-                truncated = _truncation(log)
+                truncated = truncation(log)
                 if truncated and warn is not None:
                     warn(f"{path}: {truncated}")
     except AudioReadError:
@@ -125,7 +125,7 @@ def decode_with_ffmpeg(source: str | io.BytesIO, name: str,
     return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32), int(rate)
 
 
-def _truncation(log: str) -> str | None:
+def truncation(log: str) -> str | None:
     """What libsndfile's log of an opened file says about a data chunk shorter than its
     header promises, or None."""
     found = _TRUNCATED.search(log)
@@ -185,6 +185,22 @@ def resample(audio: torch.Tensor, rate_in: int, rate_out: int,
     """
     if rate_in == rate_out:
         return audio
+    orig, new, width, kernels = resample_kernels(rate_in, rate_out, lowpass_filter_width,
+                                                 rolloff)
+    kernels = kernels.to(audio.dtype)
+    shape = audio.shape
+    flat = torch.nn.functional.pad(audio.reshape(-1, shape[-1]), (width, width + orig))
+    out = torch.nn.functional.conv1d(flat[:, None], kernels, stride=orig)  # (n, new, frames)
+    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
+    out = out[..., :math.ceil(new * shape[-1] / orig)]
+    return out.reshape(*shape[:-1], out.shape[-1])
+
+
+def resample_kernels(rate_in: int, rate_out: int, lowpass_filter_width: int = 6,
+                     rolloff: float = 0.99) -> tuple[int, int, int, torch.Tensor]:
+    """(orig, new, width, kernels (new, 1, 2 width + orig) float64) of `resample`: output
+    frame f of the input padded by `width` on the left is its samples
+    [f orig, f orig + 2 width + orig) times the kernels."""
     gcd = math.gcd(int(rate_in), int(rate_out))
     orig, new = int(rate_in) // gcd, int(rate_out) // gcd
     base = min(orig, new) * rolloff
@@ -196,13 +212,7 @@ def resample(audio: torch.Tensor, rate_in: int, rate_out: int,
     window = torch.cos(times * math.pi / lowpass_filter_width / 2) ** 2
     times = times * math.pi
     sinc = torch.where(times == 0, torch.ones_like(times), torch.sin(times) / times)
-    kernels = (sinc * window * (base / orig)).to(audio.dtype)
-    shape = audio.shape
-    flat = torch.nn.functional.pad(audio.reshape(-1, shape[-1]), (width, width + orig))
-    out = torch.nn.functional.conv1d(flat[:, None], kernels, stride=orig)  # (n, new, frames)
-    out = out.transpose(1, 2).reshape(flat.shape[0], -1)
-    out = out[..., :math.ceil(new * shape[-1] / orig)]
-    return out.reshape(*shape[:-1], out.shape[-1])
+    return orig, new, width, sinc * window * (base / orig)
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_together(payloads: Mapping[Path, bytes]) -> None:
-    """Write every file or none: all to temporary names, then all renamed into place.
+def write_together(payloads: Mapping[Path, bytes | Callable[[Path], object]]) -> None:
+    """Write every file or none: all to temporary names, then all renamed into place. A
+    payload is the file's bytes, or a function that writes the file at the path it is given.
 
     Raises:
         OSError: the first failure; nothing written by this call remains (a file it replaced
@@ -57,7 +58,10 @@ def write_together(payloads: Mapping[Path, bytes]) -> None:
             missing = [folder for folder in path.parents if not folder.exists()]
             temporary[path] = _temporary(path)
             created.extend(missing)  # deepest first
-            temporary[path].write_bytes(payload)
+            if callable(payload):
+                payload(temporary[path])
+            else:
+                temporary[path].write_bytes(payload)
             os.chmod(temporary[path], 0o666 & ~_UMASK)
         for path, tmp in temporary.items():
             existed = path.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +26,6 @@ from priorsep.config import DEFAULT_MODEL
 from priorsep.errors import (
     AudioReadError,
     OutputExistsError,
-    OutputWriteError,
     PriorsepError,
     UsageError,
 )
@@ -33,6 +33,7 @@ from priorsep.outputs import DEFAULT_TEMPLATE
 
 if TYPE_CHECKING:
     from priorsep.api import SeparationProgress
+    from priorsep.audio import OutputFormat
 
 FORMAT_HELP = "Output format (at most one; default: 16-bit wav)."
 
@@ -224,37 +225,96 @@ def separate(
     for name in names:
         began = time.perf_counter()
         try:
-            audio, rate = read_input(name, start, duration)
-            with AudioProgress(Path(name).name if name != "-" else "stdin",
-                               quiet) as progress:
-                stems = separator.separate_audio(audio, rate, progress, mono=mono)
-            if two_stems is not None:
-                rest = sum(stem for source, stem in stems.items() if source != two_stems)
-                stems = {two_stems: stems[two_stems], f"no_{two_stems}": rest}
-            write_stems(plan.get(name, {}), stems, rate, output)
-            if stdout_source is not None:
-                from priorsep.audio import encode_audio
-
-                wav = OutputFormat("wav", depth, clip=clip_mode)
-                sys.stdout.buffer.write(encode_audio(stems[stdout_source], rate, wav))
-                sys.stdout.buffer.flush()
+            seconds = separate_one(separator, name, Track(
+                start, duration, mono, two_stems, plan.get(name, {}), stem_names, output,
+                stdout_source, OutputFormat("wav", depth, clip=clip_mode), quiet, model))
             if not quiet and plan:
                 console.print(f"{name}: wrote {len(plan[name])} stems under {out}",
                               highlight=False)
             if verbose:
-                seconds = audio.shape[-1] / rate
                 spent = time.perf_counter() - began
                 console.print(f"{name}: {seconds:.1f} s of audio in {spent:.1f} s "
                               f"(real-time factor {spent / max(seconds, 1e-9):.2f})",
                               highlight=False)
-            if two_stems is None:
-                warn_if_nothing_separated(name, model, audio.mean(0, keepdim=True) if mono
-                                          else audio, stems, quiet)
         except PriorsepError as error:
             console.print(f"[red]error:[/red] {error}", highlight=False)
             failures.append(error)
     if failures:
         raise typer.Exit(failures[-1].exit_code)
+
+
+@dataclass(frozen=True)
+class Track:
+    """What `separate` does with every input: the part to read, the stems to write and how."""
+
+    start: float
+    duration: float | None
+    mono: bool
+    two_stems: str | None
+    paths: dict[str, Path]
+    stem_names: list[str]
+    output: OutputFormat
+    stdout_source: str | None
+    stdout_format: OutputFormat
+    quiet: bool
+    model: str
+
+
+def separate_one(separator, name: str, track: Track) -> float:
+    """Read, separate and write one input block by block (`priorsep.streaming`); returns its
+    seconds of audio. The stems appear together or not at all."""
+    from priorsep.streaming import StemFiles, open_audio, separate_stream
+
+    stream = open_audio(name, track.start, track.duration, warn=lambda line: console.print(
+        f"[yellow]warning:[/yellow] {line}", highlight=False))
+    channels = 1 if track.mono else stream.channels
+    label = Path(name).name if name != "-" else "stdin"
+    correlation = Correlation()
+    length = 0
+    with StemFiles(track.paths, track.stem_names, stream.rate, channels,
+                   track.output) as files, AudioProgress(label, track.quiet) as progress:
+        for mix, stems in separate_stream(separator, stream, progress, mono=track.mono):
+            if track.two_stems is not None:
+                rest = sum(stem for source, stem in stems.items() if source != track.two_stems)
+                stems = {track.two_stems: stems[track.two_stems],
+                         f"no_{track.two_stems}": rest}
+            files.write(stems)
+            correlation.add(mix, stems)
+            length += mix.shape[-1]
+        files.commit()
+        if track.stdout_source is not None:
+            files.to_stdout(track.stdout_source, track.stdout_format)
+    if track.two_stems is None and not track.quiet:
+        correlation.warn(name, track.model)
+    return length / stream.rate
+
+
+class Correlation:
+    """Every stem's correlation with the mix, gathered block by block: when all are above
+    0.95 the priors did not separate the input, and a silent success would mislead."""
+
+    def __init__(self) -> None:
+        self.mix = 0.0
+        self.stems: dict[str, list[float]] = {}
+
+    def add(self, mix, stems: dict) -> None:
+        flat = mix.flatten().double()
+        self.mix += float(flat @ flat)
+        for source, stem in stems.items():
+            values = stem.flatten().double()
+            inner, energy = self.stems.setdefault(source, [0.0, 0.0])
+            self.stems[source] = [inner + float(values @ flat), energy + float(values @ values)]
+
+    def warn(self, name: str, model: str) -> None:
+        if len(self.stems) < 2 or self.mix == 0.0:
+            return
+        correlations = [inner / (energy * self.mix) ** 0.5 if energy else 0.0
+                        for inner, energy in self.stems.values()]
+        if min(correlations) > 0.95:
+            console.print(f"[yellow]warning:[/yellow] {name}: every stem is a close copy of "
+                          f"the mix (correlation {min(correlations):.2f} or more): model {model}"
+                          " did not separate it; see docs/benchmarks.md for how well the priors "
+                          "separate", highlight=False)
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[PriorsepError]]:
@@ -273,61 +333,6 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[PriorsepError]]:
         else:
             names.append(name)
     return list(dict.fromkeys(names)), problems
-
-
-def read_input(name: str, start: float, duration: float | None):
-    """(audio, rate) of one input, cut to [start, start + duration) seconds."""
-    from priorsep.audio import read_audio
-
-    audio, rate = read_audio(name, warn=lambda line: console.print(
-        f"[yellow]warning:[/yellow] {line}", highlight=False))
-    first = round(start * rate)
-    if first >= audio.shape[-1]:
-        raise UsageError(f"{name}: --start {start:g} s is past its end "
-                         f"({audio.shape[-1] / rate:.2f} s)")
-    last = audio.shape[-1] if duration is None else min(audio.shape[-1],
-                                                        first + max(1, round(duration * rate)))
-    return audio[:, first:last], rate
-
-
-def write_stems(paths: dict[str, Path], stems: dict, rate: int, output) -> None:
-    """Encode every stem, then write them all or none (`OutputWriteError` on failure)."""
-    from priorsep.audio import encode_audio
-    from priorsep.files import write_together
-
-    if not paths:
-        return
-    try:
-        payloads = {paths[source]: encode_audio(stems[source], rate, output)
-                    for source in paths}
-    except (RuntimeError, ValueError) as error:  # libsndfile refusing the data
-        raise OutputWriteError(f"could not encode the stems: {error}") from None
-    try:
-        write_together(payloads)
-    except OSError as error:
-        raise OutputWriteError(f"could not write the stems ({error.strerror or error}: "
-                               f"{error.filename or ''}); none of this track was kept"
-                               ) from None
-
-
-def warn_if_nothing_separated(name: str, model: str, audio, stems: dict, quiet: bool) -> None:
-    """A warning when every stem is a close copy of the mix (correlation above 0.95): the
-    priors did not separate it, and a silent success would mislead."""
-    if quiet or len(stems) < 2:
-        return
-    mix = audio.flatten().double()
-    if float(mix.norm()) == 0.0:
-        return
-    correlations = []
-    for stem in stems.values():
-        flat = stem.flatten().double()
-        denominator = float(flat.norm() * mix.norm())
-        correlations.append(float(flat @ mix) / denominator if denominator else 0.0)
-    if min(correlations) > 0.95:
-        console.print(f"[yellow]warning:[/yellow] {name}: every stem is a close copy of the mix "
-                      f"(correlation {min(correlations):.2f} or more): model {model} did not "
-                      "separate it; see docs/benchmarks.md for how well the priors separate",
-                      highlight=False)
 
 
 class AudioProgress(TerminalProgress):
@@ -356,6 +361,8 @@ class AudioProgress(TerminalProgress):
             return None if self.quiet else self._lines
 
         def update(event: SeparationProgress) -> None:
+            if event.seconds is None:  # a stream of unknown length: no bar to fill
+                return
             total = event.seconds
             done = event.fraction * total
             self.progress.update(self.task, completed=done, total=total,
@@ -365,9 +372,9 @@ class AudioProgress(TerminalProgress):
 
     def _lines(self, event: SeparationProgress) -> None:
         total = event.seconds
-        done = event.fraction * total
-        if total < self.LONG_TRACK:
+        if total is None or total < self.LONG_TRACK:
             return
+        done = event.fraction * total
         tenth = math.floor(10 * done / total + 1e-9)
         if tenth > self.shown:
             self.shown = tenth
