@@ -105,3 +105,10 @@ def test_separate_streams_a_stereo_file_at_its_own_rate_like_the_whole_file(tmp_
                                        dtype="float32", always_2d=True)
         assert rate == 22050 and written.shape == audio.shape
         torch.testing.assert_close(torch.from_numpy(written.T), stem, atol=1e-4, rtol=1e-4)
+
+
+def test_spectral_models_separate_one_segment_at_a_time_by_default():
+    from priorsep.api import Separator
+
+    assert Separator.from_pretrained("chorales-nmf").batch_size == 1  # a large fit per segment
+    assert Separator.from_pretrained("toy").batch_size == 4

@@ -171,7 +171,8 @@ class Separator:
         segment_length: samples the separator sees at once (rounded to the models' multiple;
             default: the priors' own segment length, else 16384).
         overlap: samples shared by consecutive segments (default: an eighth of a segment).
-        batch_size: segments separated together (bounds memory).
+        batch_size: segments separated together (bounds memory; default: the family's
+            `separation_batch`).
         method: one of `METHODS`; overrides the settings' method.
         encoder: the amortised posterior, needed by the two posterior methods.
         samples: posterior draws to average (0: the analytic posterior mean).
@@ -179,7 +180,7 @@ class Separator:
 
     def __init__(self, priors: SourcePrior, settings: SeparationSettings | None = None,
                  segment_length: int | None = None, overlap: int | None = None,
-                 batch_size: int = 4, method: str | None = None,
+                 batch_size: int | None = None, method: str | None = None,
                  encoder: PosteriorEncoder | None = None, samples: int = 0) -> None:
         settings = settings or SeparationSettings()
         method = method or settings.method
@@ -201,7 +202,7 @@ class Separator:
             segment_length = priors.segment_length or 16384
         self.segment_length = max(segment_length // multiple, 1) * multiple
         self.overlap = self.segment_length // 8 if overlap is None else overlap
-        self.batch_size = batch_size
+        self.batch_size = batch_size or priors.separation_batch
         self.mixing = Mixing.from_config(priors.config)
         self.present: tuple[str, ...] | None = None
 

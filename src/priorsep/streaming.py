@@ -86,10 +86,18 @@ def open_audio(name: str, start: float = 0.0, duration: float | None = None,
             note = truncation(file.extra_info)
             if note and warn is not None:
                 warn(f"{label}: {note}")
-            return _cut(label, file.samplerate, file.channels, file.frames, start, duration,
-                        lambda first: _soundfile_blocks(file, first, label))
-    rate, channels, frames, opener = _ffmpeg(source, label, first_error)
-    return _cut(label, rate, channels, frames, start, duration, opener)
+            try:
+                return _cut(label, file.samplerate, file.channels, file.frames, start,
+                            duration, lambda first: _soundfile_blocks(file, first, label))
+            except (AudioReadError, UsageError):
+                file.close()
+                raise
+    rate, channels, frames, opener, container = _ffmpeg(source, label, first_error)
+    try:
+        return _cut(label, rate, channels, frames, start, duration, opener)
+    except (AudioReadError, UsageError):
+        container.close()
+        raise
 
 
 def _cut(label: str, rate: int, channels: int, frames: int | None, start: float,
@@ -147,7 +155,8 @@ def _soundfile_blocks(file: soundfile.SoundFile, first: int, label: str
 
 
 def _ffmpeg(source: str | io.BytesIO, label: str, first_error: Exception | None):
-    """(rate, channels, frames or None, opener) of the first audio stream FFmpeg decodes."""
+    """(rate, channels, frames or None, opener, container) of the first audio stream FFmpeg
+    decodes."""
     import av
 
     def refused(reason: str) -> AudioReadError:
@@ -186,7 +195,7 @@ def _ffmpeg(source: str | io.BytesIO, label: str, first_error: Exception | None)
         except (av.FFmpegError, OSError, ValueError) as error:
             raise refused(f"FFmpeg: {error}") from None
 
-    return rate, channels, frames, opener
+    return rate, channels, frames, opener, container
 
 
 class StreamResampler:
@@ -245,7 +254,8 @@ class StemFiles:
 
     Args:
         paths: {stem: final path} (may be empty: a stem for stdout only).
-        names: every stem that comes (those of `paths` and the one for stdout).
+        names: the stems to keep (those of `paths` and the one for stdout); `write` drops
+            the others.
         rate, channels: of the stems.
         output: the format of the final files.
     """
@@ -270,7 +280,7 @@ class StemFiles:
         """Append (channels, n) to every stem."""
         try:
             for name, stem in stems.items():
-                if stem.shape[-1]:
+                if name in self.files and stem.shape[-1]:
                     self.files[name].write(stem.detach().cpu().float().numpy().T)
                     self.peaks[name] = max(self.peaks[name], float(stem.abs().max()))
         except (OSError, RuntimeError, soundfile.LibsndfileError) as error:

@@ -105,7 +105,9 @@ def separate(
         help="Seconds the model sees at once (default: the model's own segment).")] = None,
     overlap: Annotated[float, typer.Option(
         help="Share of a segment overlapping the next, 0 to 0.5.")] = 0.125,
-    batch_size: Annotated[int, typer.Option(help="Segments separated together.")] = 4,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Segments separated together (default: the model's, 4; 1 for the spectral "
+             "models, whose fit of a segment is large).")] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", help="CPU threads for torch (default: torch's, one per core). With "
                              "another heavy job on the machine use fewer: 2 threads on 2 cores "
@@ -158,7 +160,7 @@ def separate(
         raise UsageError("--segment must be a finite number of seconds above 0")
     if not 0 <= overlap <= 0.5:
         raise UsageError("--overlap must be between 0 and 0.5")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -190,7 +192,7 @@ def separate(
             round(segment * separator.sample_rate) // separator.multiple, 1) * separator.multiple
     separator.overlap = min(int(overlap * separator.segment_length),
                             separator.segment_length // 2)
-    separator.batch_size = batch_size
+    separator.batch_size = batch_size or separator.batch_size
     if only is not None:
         try:
             separator.only([name.strip() for name in only.split(",") if name.strip()])
@@ -271,7 +273,8 @@ def separate_one(separator, name: str, track: Track) -> float:
     label = Path(name).name if name != "-" else "stdin"
     correlation = Correlation()
     length = 0
-    with StemFiles(track.paths, track.stem_names, stream.rate, channels,
+    kept = track.stem_names if track.paths else [track.stdout_source]
+    with StemFiles(track.paths, kept, stream.rate, channels,
                    track.output) as files, AudioProgress(label, track.quiet) as progress:
         for mix, stems in separate_stream(separator, stream, progress, mono=track.mono):
             if track.two_stems is not None:

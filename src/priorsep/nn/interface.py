@@ -109,6 +109,9 @@ class SourcePrior(nn.Module):
     has_power_spectra: ClassVar[bool] = False
     """Whether the family gives every source's spectral variances given a mix
     (`mix_variances`, `source_variances`, `transform`): what the wiener method needs."""
+    separation_batch: ClassVar[int] = 4
+    """Segments a `Separator` separates together by default (a family whose fit of one
+    segment is large asks for fewer)."""
     prepare_batch: ClassVar[int | None] = None
     """Crops `prepare` sees before the first step (None: one training batch); a family whose
     data-dependent start is a fit of its own (the spectral families' batch NMF) asks for more."""
