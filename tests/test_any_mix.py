@@ -171,3 +171,26 @@ def test_a_class_trained_alone_joins_a_model_as_one_more_prior(tmp_path):
     five = torch.cat([four, toy.render(params, LENGTH, 16000, names=("pulse",))], dim=1)
     estimates = separate(combined, five.mean(1))
     assert improvement(estimates, five).mean() > 20
+
+
+def test_one_chosen_source_with_two_stems_writes_it_and_silence(tmp_path, sources):
+    soundfile.write(tmp_path / "mix.wav", sources[0, 0].numpy() / 4, 16000, subtype="FLOAT")
+    result = runner.invoke(app, ["separate", str(tmp_path / "mix.wav"), "-m", "toy", "-o",
+                                 str(tmp_path / "out"), "--sources", "sine", "--two-stems",
+                                 "sine", "--float32"])
+    assert result.exit_code == 0, result.output
+    rest, _ = soundfile.read(tmp_path / "out" / "mix" / "no_sine.wav", dtype="float32")
+    assert not rest.any()
+
+
+def test_a_refining_sampler_keeps_known_absences_silent(separator, sources):
+    from priorsep.config import ExtractConfig, LangevinConfig
+
+    partial = sources[:2].clone()
+    partial[:, [1, 3]] = 0
+    config = ExtractConfig(refine="langevin")
+    result = extract_separate(separator.priors, partial.mean(1), Mixing(), config,
+                              langevin=LangevinConfig(n_levels=1, steps_per_level=2),
+                              classes=[0, 2])
+    assert (result.sources[:, [1, 3]] == 0).all()
+    assert result.sources[:, [0, 2]].abs().amax(-1).min() > 0.1

@@ -5,11 +5,9 @@
     stems = separator.separate_audio(audio, rate)   # {source: (channels, time)}
     fast = Separator.from_pretrained("toy-flow", method="posterior")  # one encoder pass
 
-`Separator` owns the defaults that make separation work (the Langevin schedule stored with the
-model, the amortised posterior when one is stored, segment length, overlap); long audio goes
-through `priorsep.separation.apply`, so the sampler and the encoder only ever see fixed
-segments.
-"""
+`Separator` owns the defaults that make separation work (the model's stored settings and
+encoder, segment length, overlap); audio goes through `priorsep.separation.apply` (files
+through `priorsep.streaming`), so the methods only ever see fixed segments."""
 
 from __future__ import annotations
 
@@ -295,10 +293,13 @@ class Separator:
                              f"are {', '.join(self.sources)}")
         if len(set(names)) != len(names):
             raise UsageError(f"a source named twice in {', '.join(names)}")
-        if METHODS[self.method].needs_encoder:
+        self.present = tuple(name for name in self.sources if name in names)
+        self._check_only()
+
+    def _check_only(self) -> None:
+        if self.present is not None and METHODS[self.method].needs_encoder:
             raise UsageError(f"method {self.method} gives every source; choose the sources "
                              "with another method")
-        self.present = tuple(name for name in self.sources if name in names)
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -332,6 +333,7 @@ class Separator:
                            step: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """(n, length) mixes -> (n, n_sources, length) estimates of the sources (silence for
         those known absent)."""
+        self._check_only()
         strategy, segments = self.strategy, segments.to(self.device)
         if self.present is None:
             return strategy.separate(self.priors, segments, self.mixing, step)

@@ -187,12 +187,12 @@ def resample(audio: torch.Tensor, rate_in: int, rate_out: int,
         return audio
     orig, new, width, kernels = resample_kernels(rate_in, rate_out, lowpass_filter_width,
                                                  rolloff)
-    kernels = kernels.to(audio.dtype)
-    shape = audio.shape
-    flat = torch.nn.functional.pad(audio.reshape(-1, shape[-1]), (width, width + orig))
+    shape, dtype = audio.shape, audio.dtype
+    # float64 sums: the same float32 whatever the length (`streaming.StreamResampler`'s too)
+    flat = torch.nn.functional.pad(audio.reshape(-1, shape[-1]).double(), (width, width + orig))
     out = torch.nn.functional.conv1d(flat[:, None], kernels, stride=orig)  # (n, new, frames)
     out = out.transpose(1, 2).reshape(flat.shape[0], -1)
-    out = out[..., :math.ceil(new * shape[-1] / orig)]
+    out = out[..., :math.ceil(new * shape[-1] / orig)].to(dtype)
     return out.reshape(*shape[:-1], out.shape[-1])
 
 

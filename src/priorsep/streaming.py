@@ -14,6 +14,7 @@ rest of the pipeline streams as for files.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import shutil
 import sys
@@ -44,13 +45,15 @@ BLOCK_SECONDS = 4.0
 @dataclass
 class AudioStream:
     """An input being read: its rate and channels, the frames it should give (None when the
-    container does not say), and the blocks (channels, n) float32."""
+    container does not say; FFmpeg's is an estimate), the blocks (channels, n) float32, and
+    `close` to release the file (also when the blocks were never read)."""
 
     name: str
     rate: int
     channels: int
     frames: int | None
     blocks: Iterator[torch.Tensor]
+    close: Callable[[], None] = lambda: None
 
 
 def open_audio(name: str, start: float = 0.0, duration: float | None = None,
@@ -87,27 +90,32 @@ def open_audio(name: str, start: float = 0.0, duration: float | None = None,
             if note and warn is not None:
                 warn(f"{label}: {note}")
             try:
-                return _cut(label, file.samplerate, file.channels, file.frames, start,
-                            duration, lambda first: _soundfile_blocks(file, first, label))
+                stream = _cut(label, file.samplerate, file.channels, file.frames, start,
+                              duration, lambda first: _soundfile_blocks(file, first, label))
             except (AudioReadError, UsageError):
                 file.close()
                 raise
+            stream.close = file.close
+            return stream
     rate, channels, frames, opener, container = _ffmpeg(source, label, first_error)
     try:
-        return _cut(label, rate, channels, frames, start, duration, opener)
+        stream = _cut(label, rate, channels, frames, start, duration, opener, estimated=True)
     except (AudioReadError, UsageError):
         container.close()
         raise
+    stream.close = container.close
+    return stream
 
 
 def _cut(label: str, rate: int, channels: int, frames: int | None, start: float,
-         duration: float | None, opener: Callable[[int], Iterator[np.ndarray]]
-         ) -> AudioStream:
-    """The stream from `start` for `duration` seconds (blocks (channels, n) float32)."""
+         duration: float | None, opener: Callable[[int], Iterator[np.ndarray]],
+         estimated: bool = False) -> AudioStream:
+    """The stream from `start` for `duration` seconds (blocks (channels, n) float32);
+    `estimated`: `frames` is the container's guess, not checked against `start`."""
     if frames == 0:
         raise AudioReadError(f"{label}: contains no audio")
     first = round(start * rate)
-    if frames is not None and first >= frames:
+    if frames is not None and not estimated and first >= frames:
         raise UsageError(f"{label}: --start {start:g} s is past its end ({frames / rate:.2f} s)")
     wanted = None if duration is None else max(1, round(duration * rate))
     expected = frames - first if frames is not None else None
@@ -131,7 +139,7 @@ def _cut(label: str, rate: int, channels: int, frames: int | None, start: float,
             if wanted is not None and given >= wanted:
                 break
         if given == 0:
-            if frames is None and first > 0:
+            if (frames is None or estimated) and first > 0:
                 raise UsageError(f"{label}: --start {start:g} s is past its end")
             raise AudioReadError(f"{label}: contains no audio")
 
@@ -180,18 +188,24 @@ def _ffmpeg(source: str | io.BytesIO, label: str, first_error: Exception | None)
     def opener(first: int) -> Iterator[np.ndarray]:
         convert = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
                                     rate=rate)
-        skip = first
+        skip, pending, held = first, [], 0
+        block = max(1, int(BLOCK_SECONDS * rate))
         try:
             with container:
-                frames_out = (out for frame in container.decode(stream)
-                              for out in convert.resample(frame))
-                for out in [*frames_out, *convert.resample(None)]:
+                decoded = (out for frame in container.decode(stream)
+                           for out in convert.resample(frame))
+                for out in itertools.chain(decoded, convert.resample(None)):
                     data = out.to_ndarray().astype(np.float32, copy=False)
                     if skip:
                         cut = min(skip, data.shape[1])
                         data, skip = data[:, cut:], skip - cut
-                    if data.shape[1]:
-                        yield data
+                    pending.append(data)
+                    held += data.shape[1]
+                    if held >= block:  # codec frames (~1024 samples) gathered into blocks
+                        yield np.concatenate(pending, axis=1)
+                        pending, held = [], 0
+                if held:
+                    yield np.concatenate(pending, axis=1)
         except (av.FFmpegError, OSError, ValueError) as error:
             raise refused(f"FFmpeg: {error}") from None
 
@@ -263,12 +277,23 @@ class StemFiles:
     def __init__(self, paths: dict[str, Path], names: list[str], rate: int, channels: int,
                  output: OutputFormat) -> None:
         self.paths, self.rate, self.channels, self.output = paths, rate, channels, output
-        self.folder = Path(tempfile.mkdtemp(prefix="priorsep-stems-"))
-        self.parts = {name: self.folder / f"{index}.wav" for index, name in enumerate(names)}
-        self.files = {name: soundfile.SoundFile(path, "w", rate, channels, subtype="FLOAT",
-                                             format="WAV")
-                      for name, path in self.parts.items()}
+        self.files: dict[str, soundfile.SoundFile] = {}
         self.peaks = dict.fromkeys(names, 0.0)
+        try:
+            self.folder = Path(tempfile.mkdtemp(prefix="priorsep-stems-"))
+        except OSError as error:
+            why = error.strerror or error
+            raise OutputWriteError(f"no room for the temporary stems ({why}: "
+                                   f"{tempfile.gettempdir()}); set TMPDIR elsewhere") from None
+        self.parts = {name: self.folder / f"{index}.wav" for index, name in enumerate(names)}
+        try:
+            for name, path in self.parts.items():
+                self.files[name] = soundfile.SoundFile(path, "w", rate, channels,
+                                                       subtype="FLOAT", format="WAV")
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+            self.close()
+            raise OutputWriteError(f"could not open a temporary stem in {self.folder} "
+                                   f"({error}); set TMPDIR elsewhere") from None
 
     def __enter__(self) -> StemFiles:
         return self
@@ -390,3 +415,27 @@ def separate_stream(separator, stream: AudioStream, progress=None, mono: bool = 
     if tail.shape[-1]:
         yield from pieces(overlap_add.feed(tail))
     yield from pieces(overlap_add.finish(), last=True)
+
+
+class MixCorrelation:
+    """Every stem's correlation with the mix, gathered block by block (all above 0.95: the
+    priors did not separate the input, and a silent success would mislead)."""
+
+    def __init__(self) -> None:
+        self.mix = 0.0
+        self.stems: dict[str, list[float]] = {}
+
+    def add(self, mix: torch.Tensor, stems: dict[str, torch.Tensor]) -> None:
+        flat = mix.flatten().double()
+        self.mix += float(flat @ flat)
+        for source, stem in stems.items():
+            values = stem.flatten().double().to(flat.device)
+            inner, energy = self.stems.setdefault(source, [0.0, 0.0])
+            self.stems[source] = [inner + float(values @ flat), energy + float(values @ values)]
+
+    def lowest(self) -> float | None:
+        """The lowest correlation of a stem with the mix; None for one stem or a silent mix."""
+        if len(self.stems) < 2 or self.mix == 0.0:
+            return None
+        return min(inner / (energy * self.mix) ** 0.5 if energy else 0.0
+                   for inner, energy in self.stems.values())

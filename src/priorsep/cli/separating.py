@@ -265,20 +265,32 @@ class Track:
 def separate_one(separator, name: str, track: Track) -> float:
     """Read, separate and write one input block by block (`priorsep.streaming`); returns its
     seconds of audio. The stems appear together or not at all."""
-    from priorsep.streaming import StemFiles, open_audio, separate_stream
+    from priorsep.streaming import open_audio
 
     stream = open_audio(name, track.start, track.duration, warn=lambda line: console.print(
         f"[yellow]warning:[/yellow] {line}", highlight=False))
+    try:
+        return _separate_stream(separator, name, stream, track)
+    finally:
+        stream.close()
+
+
+def _separate_stream(separator, name: str, stream, track: Track) -> float:
+    import torch
+
+    from priorsep.streaming import MixCorrelation, StemFiles, separate_stream
+
     channels = 1 if track.mono else stream.channels
     label = Path(name).name if name != "-" else "stdin"
-    correlation = Correlation()
+    correlation = MixCorrelation()
     length = 0
     kept = track.stem_names if track.paths else [track.stdout_source]
     with StemFiles(track.paths, kept, stream.rate, channels,
                    track.output) as files, AudioProgress(label, track.quiet) as progress:
         for mix, stems in separate_stream(separator, stream, progress, mono=track.mono):
             if track.two_stems is not None:
-                rest = sum(stem for source, stem in stems.items() if source != track.two_stems)
+                rest = sum((stem for source, stem in stems.items()
+                            if source != track.two_stems), torch.zeros_like(mix))
                 stems = {track.two_stems: stems[track.two_stems],
                          f"no_{track.two_stems}": rest}
             files.write(stems)
@@ -287,37 +299,13 @@ def separate_one(separator, name: str, track: Track) -> float:
         files.commit()
         if track.stdout_source is not None:
             files.to_stdout(track.stdout_source, track.stdout_format)
-    if track.two_stems is None and not track.quiet:
-        correlation.warn(name, track.model)
+    lowest = correlation.lowest()
+    if track.two_stems is None and not track.quiet and lowest is not None and lowest > 0.95:
+        console.print(f"[yellow]warning:[/yellow] {name}: every stem is a close copy of the mix "
+                      f"(correlation {lowest:.2f} or more): model {track.model} did not "
+                      "separate it; see docs/benchmarks.md for how well the priors separate",
+                      highlight=False)
     return length / stream.rate
-
-
-class Correlation:
-    """Every stem's correlation with the mix, gathered block by block: when all are above
-    0.95 the priors did not separate the input, and a silent success would mislead."""
-
-    def __init__(self) -> None:
-        self.mix = 0.0
-        self.stems: dict[str, list[float]] = {}
-
-    def add(self, mix, stems: dict) -> None:
-        flat = mix.flatten().double()
-        self.mix += float(flat @ flat)
-        for source, stem in stems.items():
-            values = stem.flatten().double()
-            inner, energy = self.stems.setdefault(source, [0.0, 0.0])
-            self.stems[source] = [inner + float(values @ flat), energy + float(values @ values)]
-
-    def warn(self, name: str, model: str) -> None:
-        if len(self.stems) < 2 or self.mix == 0.0:
-            return
-        correlations = [inner / (energy * self.mix) ** 0.5 if energy else 0.0
-                        for inner, energy in self.stems.values()]
-        if min(correlations) > 0.95:
-            console.print(f"[yellow]warning:[/yellow] {name}: every stem is a close copy of "
-                          f"the mix (correlation {min(correlations):.2f} or more): model {model}"
-                          " did not separate it; see docs/benchmarks.md for how well the priors "
-                          "separate", highlight=False)
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[PriorsepError]]:

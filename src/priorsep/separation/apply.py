@@ -157,8 +157,9 @@ class OverlapAdd:
             raise ValueError(f"segment_fn must return (n, n_sources, {self.length}) for n = "
                              f"{len(chunk)} segments, got {tuple(estimates.shape)}")
         end = max(start for _, start in chunk) + self.length - self.out_base
-        if self.output is None:
-            self.output = estimates.new_zeros(self.rows, estimates.shape[1], 0)
+        if self.output is None:  # on the mix's device, whatever the model's
+            self.output = torch.zeros(self.rows, estimates.shape[1], 0, dtype=estimates.dtype,
+                                      device=self.buffer.device)
         if end > self.output.shape[-1]:
             grow = end - self.output.shape[-1]
             self.output = F.pad(self.output, (0, grow))

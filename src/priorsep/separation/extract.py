@@ -179,8 +179,9 @@ def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch
             left = (residual - contribution).double().pow(2).sum(-1)
             loud = contribution.double().pow(2).sum(-1) >= (
                 10 ** (presence_db / 10) * mix.double().pow(2).sum(-1))
-            sounds = ((proposal.evidence[rows, chosen] > proposal.silence[rows, chosen])
-                      & (loud | (seen - left >= presence * seen)) & (seen > 0))
+            never = torch.isneginf(proposal.silence[rows, chosen])  # a prior without silence
+            sounds = never | ((proposal.evidence[rows, chosen] > proposal.silence[rows, chosen])
+                              & (loud | (seen - left >= presence * seen)) & (seen > 0))
             present[rows, chosen] = sounds
             update = update * sounds[:, None]
         sources[rows, chosen] = update
@@ -225,14 +226,39 @@ def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
                                  config.silence, config.presence, config.presence_db)
         if progress is not None:
             progress(n_stages * (2 + index), extraction_steps(n_stages, config))
-    if config.refine == "langevin":
+    if config.refine != "none":
+        sources = refine(priors, mix, mixing, sources, config.refine, langevin, diffusion,
+                         result.order[0].tolist() if classes is not None else None)
+    return dataclasses.replace(result, sources=sources * scale[..., None], present=present)
+
+
+def refine(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch.Tensor,
+           sampler: str, langevin: LangevinConfig | None, diffusion: DiffusionConfig | None,
+           classes: list[int] | None) -> torch.Tensor:
+    """The sampler `sampler` started from `sources`; with `classes`, over those classes alone
+    (a combination of their priors under their mixing weights), the others kept silent."""
+    run_priors, run_mixing, start = priors, mixing, sources
+    if classes is not None:
+        from priorsep.nn.prior import CombinedPriors, SourceRef
+
+        classes = sorted(classes)
+        run_priors = CombinedPriors([priors], [SourceRef(priors.sources[k], 0,
+                                                         priors.sources[k]) for k in classes])
+        weights = mixing.weights(len(priors.sources), torch.float64)[classes]
+        run_mixing = Mixing("gains", tuple(weights.tolist()))
+        start = sources[:, classes]
+    if sampler == "langevin":
         from priorsep.separation.langevin import langevin_separate
 
-        sources = langevin_separate(priors, mix, mixing, langevin or LangevinConfig(),
-                                    initial=sources).sources
-    elif config.refine == "diffusion":
+        refined = langevin_separate(run_priors, mix, run_mixing, langevin or LangevinConfig(),
+                                    initial=start).sources
+    else:
         from priorsep.separation.diffusion import diffusion_separate
 
-        sources = diffusion_separate(priors, mix, mixing, diffusion or DiffusionConfig(),
-                                     initial=sources).sources
-    return dataclasses.replace(result, sources=sources * scale[..., None], present=present)
+        refined = diffusion_separate(run_priors, mix, run_mixing, diffusion or DiffusionConfig(),
+                                     initial=start).sources
+    if classes is None:
+        return refined
+    out = torch.zeros_like(sources)
+    out[:, classes] = refined.to(out)
+    return out
