@@ -1,7 +1,7 @@
 """Separating files of any length in bounded memory: read, separate and write block by block.
 
-`open_audio` reads a file (or stdin) in blocks of a few seconds, `StreamResampler` turns a
-stream from one sample rate to another with the kernels of `audio.resample`, `separate_stream`
+`open_audio` reads a file (or stdin) in blocks of a few seconds, `audio.StreamResampler` turns
+a stream from one sample rate to another with the kernels of `audio.resample`, `separate_stream`
 runs a `Separator` over the blocks (`separation.apply.OverlapAdd`: every output sample leaves
 as soon as no later segment touches it) and `StemFiles` writes every stem as it comes to a
 float32 temporary, then, once the track is whole, encodes each in the output format (the clip
@@ -31,8 +31,8 @@ from priorsep.audio import (
     FFMPEG_SUFFIXES,
     SUBTYPES,
     OutputFormat,
+    StreamResampler,
     mp3_compression,
-    resample_kernels,
     to_mono,
     truncation,
 )
@@ -210,57 +210,6 @@ def _ffmpeg(source: str | io.BytesIO, label: str, first_error: Exception | None)
             raise refused(f"FFmpeg: {error}") from None
 
     return rate, channels, frames, opener, container
-
-
-class StreamResampler:
-    """`audio.resample` of a stream: feed blocks (..., n), get every output sample whose
-    kernel has all its input; `finish` gives the rest. Concatenated, the outputs are
-    `resample` of the whole signal (the same kernels over the same padded input)."""
-
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.same = rate_in == rate_out
-        if not self.same:
-            self.orig, self.new, self.width, self.kernels = resample_kernels(rate_in, rate_out)
-        self.pending: torch.Tensor | None = None
-        self.received = self.given = 0
-
-    def feed(self, block: torch.Tensor) -> torch.Tensor:
-        if self.same:
-            return block
-        shape = block.shape
-        # float64: the sums then round to the same float32 whatever the blocks (the search
-        # behind separation may turn on the last bit of its input)
-        flat = block.reshape(math.prod(shape[:-1]), shape[-1]).double()
-        if self.pending is None:
-            self.pending = flat.new_zeros(flat.shape[0], self.width)  # the left padding
-        self.pending = torch.cat([self.pending, flat], dim=-1)
-        self.received += shape[-1]
-        out = self._convolve().to(block.dtype)
-        return out.reshape(*shape[:-1], out.shape[-1])
-
-    def finish(self, like: torch.Tensor) -> torch.Tensor:
-        """The last samples; `like` (..., any) gives the leading shape and dtype."""
-        if self.same:
-            return like[..., :0]
-        if self.pending is None:
-            return like[..., :0]
-        self.pending = torch.nn.functional.pad(self.pending, (0, self.width + self.orig))
-        out = self._convolve()
-        total = math.ceil(self.new * self.received / self.orig)
-        out = out[..., :max(0, total - (self.given - out.shape[-1]))].to(like.dtype)
-        return out.reshape(*like.shape[:-1], out.shape[-1])
-
-    def _convolve(self) -> torch.Tensor:
-        span = 2 * self.width + self.orig
-        count = (self.pending.shape[-1] - span) // self.orig + 1
-        if count <= 0:
-            return self.pending.new_zeros(self.pending.shape[0], 0)
-        used = self.pending[:, :(count - 1) * self.orig + span]
-        out = torch.nn.functional.conv1d(used[:, None], self.kernels.to(used), stride=self.orig)
-        self.pending = self.pending[:, count * self.orig:]
-        out = out.transpose(1, 2).reshape(used.shape[0], -1)
-        self.given += out.shape[-1]
-        return out
 
 
 class StemFiles:
