@@ -312,31 +312,35 @@ def mp3_compression(bitrate: int, rate: int) -> float:
     return (high - min(max(bitrate, low), high)) / (high - low)
 
 
-def limit(audio: torch.Tensor, clip: str) -> torch.Tensor:
-    """Apply a clip mode (see `OutputFormat.clip`) to one stem."""
+def limit(audio: torch.Tensor, clip: str, peak: float | None = None) -> torch.Tensor:
+    """Apply a clip mode (see `OutputFormat.clip`) to one stem, or to a part of it whose whole
+    stem reaches `peak` (default: the part's own peak)."""
     if clip == "rescale":
-        peak = float(audio.abs().max()) if audio.numel() else 0.0
+        if peak is None:
+            peak = float(audio.abs().max()) if audio.numel() else 0.0
         return audio / (1.01 * peak) if peak > 1.0 else audio
     if clip == "clamp":
         return audio.clamp(-1.0, 1.0)
     return audio
 
 
+def file_options(output: OutputFormat, rate: int) -> dict:
+    """soundfile's format, subtype and encoder options of `output` at `rate`."""
+    if output.container == "mp3":
+        return dict(format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
+                    compression_level=mp3_compression(output.bitrate, rate))
+    if output.container == "ogg":
+        return dict(format="OGG", subtype="VORBIS")
+    return dict(format=output.container.upper(), subtype=SUBTYPES[output.depth])
+
+
 def encode_audio(audio: torch.Tensor, rate: int, output: OutputFormat | None = None) -> bytes:
     """Encode (channels, time) audio to the bytes of a file in `output`'s format."""
     output = output or OutputFormat()
     data = limit(audio.detach().cpu().float(), output.clip).numpy().T
-    options: dict = {}
-    if output.container == "mp3":
-        options = dict(format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
-                       compression_level=mp3_compression(output.bitrate, rate))
-    elif output.container == "ogg":
-        options = dict(format="OGG", subtype="VORBIS")
-    else:
-        options = dict(format=output.container.upper(), subtype=SUBTYPES[output.depth])
     buffer = io.BytesIO()
     buffer.name = f"stem.{output.ext}"  # libsndfile's mp3 writer wants a named file
-    soundfile.write(buffer, data, rate, **options)
+    soundfile.write(buffer, data, rate, **file_options(output, rate))
     return buffer.getvalue()
 
 

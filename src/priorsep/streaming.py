@@ -29,10 +29,10 @@ import torch
 
 from priorsep.audio import (
     FFMPEG_SUFFIXES,
-    SUBTYPES,
     OutputFormat,
     StreamResampler,
-    mp3_compression,
+    file_options,
+    limit,
     to_mono,
     truncation,
 )
@@ -296,21 +296,11 @@ class StemFiles:
     def _encode(self, name: str, target, output: OutputFormat) -> None:
         """Stream one stem from its temporary into `target` (a path or a named file object),
         with the clip mode applied (rescale: by the whole stem's peak)."""
-        if output.container == "mp3":
-            options = dict(format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
-                           compression_level=mp3_compression(output.bitrate, self.rate))
-        elif output.container == "ogg":
-            options = dict(format="OGG", subtype="VORBIS")
-        else:
-            options = dict(format=output.container.upper(), subtype=SUBTYPES[output.depth])
-        peak = self.peaks[name]
-        scale = 1 / (1.01 * peak) if output.clip == "rescale" and peak > 1.0 else 1.0
         block = max(1, int(BLOCK_SECONDS * self.rate))
         with soundfile.SoundFile(self.parts[name]) as source, soundfile.SoundFile(
-                target, "w", self.rate, self.channels, **options) as sink:
+                target, "w", self.rate, self.channels, **file_options(output, self.rate)) as sink:
             for data in source.blocks(block, dtype="float32", always_2d=True):
-                data = data * scale if scale != 1.0 else data
-                sink.write(np.clip(data, -1.0, 1.0) if output.clip == "clamp" else data)
+                sink.write(limit(torch.from_numpy(data), output.clip, self.peaks[name]).numpy())
 
 
 def separate_stream(separator, stream: AudioStream, progress=None, mono: bool = False
