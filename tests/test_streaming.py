@@ -8,11 +8,11 @@ import soundfile
 import torch
 from typer.testing import CliRunner
 
-from priorsep.audio import StreamResampler, read_audio, resample
+from priorsep.audio import open_audio, read_audio, resample
 from priorsep.cli import app
 from priorsep.errors import AudioReadError, UsageError
 from priorsep.separation.apply import OverlapAdd, separate_long
-from priorsep.streaming import open_audio
+from priorsep.streaming import StreamResampler
 
 runner = CliRunner()
 

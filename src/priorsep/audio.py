@@ -1,22 +1,24 @@
 """Reading, writing, resampling and channel handling of audio files.
 
 Everything else in priorsep sees float32 tensors (channels, time); this module alone talks to
-soundfile and PyAV and reads `-` as stdin. What libsndfile reads (wav, flac, ogg, mp3, aiff)
-goes through soundfile; anything else FFmpeg decodes (m4a/AAC, Opus, WebM, WMA, video files'
-audio) through PyAV, whose wheels carry FFmpeg's libraries (`decode_with_ffmpeg`: the first
-audio stream, every channel, its own sample rate, float32). A file is refused when it holds
-samples that are not finite (NaN or infinity); a file whose header promises more audio than it
-holds is read as far as it goes, with a warning.
+soundfile and PyAV (`open_audio` reads block by block, `read_audio` joins the blocks) and
+reads `-` as stdin. What libsndfile reads (wav, flac, ogg,
+mp3, aiff) goes through soundfile; anything else FFmpeg decodes (m4a/AAC, Opus, WebM, WMA,
+video files' audio) through PyAV, whose wheels carry FFmpeg's libraries (the first audio
+stream, every channel, its own sample rate, float32). A file is refused when it holds samples
+that are not finite (NaN or infinity); a file whose header promises more audio than it holds
+is read as far as it goes, with a warning.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,89 +42,17 @@ _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE
 
 def read_audio(path: str | os.PathLike,
                warn: Callable[[str], None] | None = None) -> tuple[torch.Tensor, int]:
-    """Read a file (or `-` for stdin) as (channels, time) float32 and its sample rate.
-
-    Args:
-        warn: receives a line when the file holds less audio than its header promises.
+    """Read a file (or `-` for stdin) whole as (channels, time) float32 and its sample rate:
+    the blocks of `open_audio`, joined (`warn` hears of a file shorter than its header says).
 
     Raises:
         AudioReadError: missing, a folder, unreadable, empty, or with non-finite samples.
     """
-    name = "stdin" if str(path) == "-" else str(path)
+    stream = open_audio(str(path), warn=warn)
     try:
-        if str(path) == "-":
-            payload = sys.stdin.buffer.read()
-            if not payload:
-                raise AudioReadError("stdin: empty input, expected audio (e.g. a wav file)")
-            try:
-                data, rate = soundfile.read(io.BytesIO(payload), dtype="float32",
-                                            always_2d=True)
-            except (soundfile.LibsndfileError, RuntimeError) as error:
-                data, rate = decode_with_ffmpeg(io.BytesIO(payload), name, error)
-        else:
-            if Path(path).is_dir():
-                raise AudioReadError(f"{path}: a folder, not an audio file")
-            if not Path(path).is_file():
-                raise AudioReadError(f"{path}: no such file")
-            if Path(path).suffix.lower() in FFMPEG_SUFFIXES:
-                data, rate = decode_with_ffmpeg(str(path), name)
-            else:
-                try:
-                    with soundfile.SoundFile(str(path)) as file:
-                        data = file.read(dtype="float32", always_2d=True)
-                        rate, log = file.samplerate, file.extra_info
-                except (soundfile.LibsndfileError, RuntimeError) as error:
-                    data, rate, log = *decode_with_ffmpeg(str(path), name, error), ""
-                truncated = truncation(log)
-                if truncated and warn is not None:
-                    warn(f"{path}: {truncated}")
-    except AudioReadError:
-        raise
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
-        raise AudioReadError(f"{name}: not a readable audio file ({error})") from None
-    if data.shape[0] == 0:
-        raise AudioReadError(f"{name}: contains no audio")
-    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-    if bad:
-        raise AudioReadError(f"{name}: {bad} sample(s) are not finite numbers (NaN or "
-                             "infinity); fix or re-export the file")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), rate
-
-
-def decode_with_ffmpeg(source: str | io.BytesIO, name: str,
-                       first_error: Exception | None = None) -> tuple[np.ndarray, int]:
-    """The first audio stream of a file FFmpeg decodes, as (frames, channels) float32 and its
-    sample rate.
-
-    Raises:
-        AudioReadError: FFmpeg cannot open or decode it, or it holds no audio stream (the
-            message gives libsndfile's reason too when it was tried first).
-    """
-    import av
-
-    def refused(reason: str) -> AudioReadError:
-        before = f"{first_error}; " if first_error is not None else ""
-        return AudioReadError(f"{name}: not a readable audio file ({before}{reason})")
-
-    try:
-        with av.open(source, mode="r") as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise refused("no audio stream")
-            rate = stream.codec_context.sample_rate
-            # planar float32 at the stream's own rate and layout: (channels, samples) a frame
-            convert = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
-                                        rate=rate)
-            blocks = [out.to_ndarray() for frame in container.decode(stream)
-                      for out in convert.resample(frame)]
-            blocks += [out.to_ndarray() for out in convert.resample(None)]
-    except AudioReadError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, StopIteration) as error:
-        raise refused(f"FFmpeg: {error}") from None
-    if not blocks or not rate:
-        raise AudioReadError(f"{name}: contains no audio")
-    return np.ascontiguousarray(np.concatenate(blocks, axis=1).T, dtype=np.float32), int(rate)
+        return torch.cat(list(stream.blocks), dim=-1), stream.rate
+    finally:
+        stream.close()
 
 
 def truncation(log: str) -> str | None:
@@ -215,55 +145,188 @@ def resample_kernels(rate_in: int, rate_out: int, lowpass_filter_width: int = 6,
     return orig, new, width, sinc * window * (base / orig)
 
 
-class StreamResampler:
-    """`audio.resample` of a stream: feed blocks (..., n), get every output sample whose
-    kernel has all its input; `finish` gives the rest. Concatenated, the outputs are
-    `resample` of the whole signal (the same kernels over the same padded input)."""
+BLOCK_SECONDS = 4.0
+"""Seconds of input read at a time."""
 
-    def __init__(self, rate_in: int, rate_out: int) -> None:
-        self.same = rate_in == rate_out
-        if not self.same:
-            self.orig, self.new, self.width, self.kernels = resample_kernels(rate_in, rate_out)
-        self.pending: torch.Tensor | None = None
-        self.received = self.given = 0
 
-    def feed(self, block: torch.Tensor) -> torch.Tensor:
-        if self.same:
-            return block
-        shape = block.shape
-        # float64: the sums then round to the same float32 whatever the blocks (the search
-        # behind separation may turn on the last bit of its input)
-        flat = block.reshape(math.prod(shape[:-1]), shape[-1]).double()
-        if self.pending is None:
-            self.pending = flat.new_zeros(flat.shape[0], self.width)  # the left padding
-        self.pending = torch.cat([self.pending, flat], dim=-1)
-        self.received += shape[-1]
-        out = self._convolve().to(block.dtype)
-        return out.reshape(*shape[:-1], out.shape[-1])
+@dataclass
+class AudioStream:
+    """An input being read: its rate and channels, the frames it should give (None when the
+    container does not say; FFmpeg's is an estimate), the blocks (channels, n) float32, and
+    `close` to release the file (also when the blocks were never read)."""
 
-    def finish(self, like: torch.Tensor) -> torch.Tensor:
-        """The last samples; `like` (..., any) gives the leading shape and dtype."""
-        if self.same:
-            return like[..., :0]
-        if self.pending is None:
-            return like[..., :0]
-        self.pending = torch.nn.functional.pad(self.pending, (0, self.width + self.orig))
-        out = self._convolve()
-        total = math.ceil(self.new * self.received / self.orig)
-        out = out[..., :max(0, total - (self.given - out.shape[-1]))].to(like.dtype)
-        return out.reshape(*like.shape[:-1], out.shape[-1])
+    name: str
+    rate: int
+    channels: int
+    frames: int | None
+    blocks: Iterator[torch.Tensor]
+    close: Callable[[], None]
 
-    def _convolve(self) -> torch.Tensor:
-        span = 2 * self.width + self.orig
-        count = (self.pending.shape[-1] - span) // self.orig + 1
-        if count <= 0:
-            return self.pending.new_zeros(self.pending.shape[0], 0)
-        used = self.pending[:, :(count - 1) * self.orig + span]
-        out = torch.nn.functional.conv1d(used[:, None], self.kernels.to(used), stride=self.orig)
-        self.pending = self.pending[:, count * self.orig:]
-        out = out.transpose(1, 2).reshape(used.shape[0], -1)
-        self.given += out.shape[-1]
-        return out
+
+def open_audio(name: str, start: float = 0.0, duration: float | None = None,
+               warn: Callable[[str], None] | None = None) -> AudioStream:
+    """Open a file (or `-`, stdin) to read from `start` seconds for `duration` seconds.
+
+    Raises:
+        AudioReadError: missing, a folder, unreadable or empty (a block with samples that are
+            not finite raises it while reading).
+        UsageError: `start` is past the end.
+    """
+    label, source = _source(name)
+    first_error: Exception | None = None
+    if name == "-" or Path(name).suffix.lower() not in FFMPEG_SUFFIXES:
+        try:
+            file = soundfile.SoundFile(source)
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+            first_error = error
+        else:
+            note = truncation(file.extra_info)
+            if note and warn is not None:
+                warn(f"{label}: {note}")
+
+            def fallback(error: Exception, first: int) -> Iterator[np.ndarray]:
+                """FFmpeg, for a file libsndfile opens but cannot read."""
+                rate, channels, _, opener, _ = _ffmpeg(source, label, error)
+                if (rate, channels) != (file.samplerate, file.channels):
+                    raise AudioReadError(f"{label}: not a readable audio file ({error})")
+                return opener(first)
+
+            return _cut(label, file.samplerate, file.channels, file.frames, start, duration,
+                        lambda first: _soundfile_blocks(file, first, label, fallback),
+                        file.close)
+    rate, channels, frames, opener, container = _ffmpeg(source, label, first_error)
+    return _cut(label, rate, channels, frames, start, duration, opener, container.close,
+                estimated=True)
+
+
+def _source(name: str) -> tuple[str, str | io.BytesIO]:
+    """(the name errors give, what soundfile and PyAV open): stdin read whole, or a file."""
+    if name == "-":
+        payload = sys.stdin.buffer.read()
+        if not payload:
+            raise AudioReadError("stdin: empty input, expected audio (e.g. a wav file)")
+        return "stdin", io.BytesIO(payload)
+    if Path(name).is_dir():
+        raise AudioReadError(f"{name}: a folder, not an audio file")
+    if not Path(name).is_file():
+        raise AudioReadError(f"{name}: no such file")
+    return name, name
+
+
+def _cut(label: str, rate: int, channels: int, frames: int | None, start: float,
+         duration: float | None, opener: Callable[[int], Iterator[np.ndarray]],
+         close: Callable[[], None], estimated: bool = False) -> AudioStream:
+    """The stream from `start` for `duration` seconds (blocks (channels, n) float32), closed
+    by `close` (at once when it is refused); `estimated`: `frames` is the container's guess,
+    not checked against `start`."""
+    first = round(start * rate)
+    if frames == 0 or (frames is not None and not estimated and first >= frames):
+        close()
+        if frames == 0:
+            raise AudioReadError(f"{label}: contains no audio")
+        raise UsageError(f"{label}: --start {start:g} s is past its end ({frames / rate:.2f} s)")
+    wanted = None if duration is None else max(1, round(duration * rate))
+    expected = frames - first if frames is not None else None
+    if wanted is not None:
+        expected = wanted if expected is None else min(expected, wanted)
+
+    def blocks() -> Iterator[torch.Tensor]:
+        given = 0
+        for data in opener(first):
+            if wanted is not None:
+                data = data[:, :wanted - given]
+            if data.shape[1] == 0:
+                break
+            finite = np.isfinite(data).all(axis=0)
+            if not finite.all():
+                at = (first + given + int(np.argmin(finite))) / rate
+                raise AudioReadError(f"{label}: samples that are not finite numbers (NaN or "
+                                     f"infinity) from {at:.2f} s; fix or re-export the file")
+            given += data.shape[1]
+            yield torch.from_numpy(np.ascontiguousarray(data))
+            if wanted is not None and given >= wanted:
+                break
+        if given == 0:
+            if (frames is None or estimated) and first > 0:
+                raise UsageError(f"{label}: --start {start:g} s is past its end")
+            raise AudioReadError(f"{label}: contains no audio")
+
+    return AudioStream(label, rate, channels, expected, blocks(), close)
+
+
+def _soundfile_blocks(file: soundfile.SoundFile, first: int, label: str,
+                      fallback: Callable[[Exception, int], Iterator[np.ndarray]]
+                      ) -> Iterator[np.ndarray]:
+    """Blocks through libsndfile; if its first read fails, `fallback`'s (FFmpeg's)."""
+    block = max(1, int(BLOCK_SECONDS * file.samplerate))
+    given = False
+    try:
+        with file:
+            if first:
+                file.seek(first)
+            while True:
+                data = file.read(block, dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    return
+                given = True
+                yield data.T
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        if given:
+            raise AudioReadError(f"{label}: not a readable audio file ({error})") from None
+        failure = error
+    yield from fallback(failure, first)
+
+
+def _ffmpeg(source: str | io.BytesIO, label: str, first_error: Exception | None):
+    """(rate, channels, frames or None, opener, container) of the first audio stream FFmpeg
+    decodes."""
+    import av
+
+    def refused(reason: str) -> AudioReadError:
+        before = f"{first_error}; " if first_error is not None else ""
+        return AudioReadError(f"{label}: not a readable audio file ({before}{reason})")
+
+    if isinstance(source, io.BytesIO):
+        source.seek(0)  # libsndfile may have read some of it
+    try:
+        container = av.open(source, mode="r")
+    except (av.FFmpegError, OSError, ValueError) as error:
+        raise refused(f"FFmpeg: {error}") from None
+    stream = next((s for s in container.streams if s.type == "audio"), None)
+    if stream is None or not stream.codec_context.sample_rate:
+        container.close()
+        raise refused("no audio stream")
+    rate = int(stream.codec_context.sample_rate)
+    channels = int(stream.codec_context.channels)
+    frames = None
+    if stream.duration is not None and stream.time_base is not None:
+        frames = max(1, round(float(stream.duration * stream.time_base) * rate))
+
+    def opener(first: int) -> Iterator[np.ndarray]:
+        convert = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
+                                    rate=rate)
+        skip, pending, held = first, [], 0
+        block = max(1, int(BLOCK_SECONDS * rate))
+        try:
+            with container:
+                decoded = (out for frame in container.decode(stream)
+                           for out in convert.resample(frame))
+                for out in itertools.chain(decoded, convert.resample(None)):
+                    data = out.to_ndarray().astype(np.float32, copy=False)
+                    if skip:
+                        cut = min(skip, data.shape[1])
+                        data, skip = data[:, cut:], skip - cut
+                    pending.append(data)
+                    held += data.shape[1]
+                    if held >= block:  # codec frames (~1024 samples) gathered into blocks
+                        yield np.concatenate(pending, axis=1)
+                        pending, held = [], 0
+                if held:
+                    yield np.concatenate(pending, axis=1)
+        except (av.FFmpegError, OSError, ValueError) as error:
+            raise refused(f"FFmpeg: {error}") from None
+
+    return rate, channels, frames, opener, container
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Separating files of any length in bounded memory: read, separate and write block by block.
 
-`open_audio` reads a file (or stdin) in blocks of a few seconds, `audio.StreamResampler` turns
+`audio.open_audio` reads a file (or stdin) in blocks of a few seconds, `StreamResampler` turns
 a stream from one sample rate to another with the kernels of `audio.resample`, `separate_stream`
 runs a `Separator` over the blocks (`separation.apply.OverlapAdd`: every output sample leaves
 as soon as no later segment touches it) and `StemFiles` writes every stem as it comes to a
@@ -14,202 +14,77 @@ rest of the pipeline streams as for files.
 from __future__ import annotations
 
 import io
-import itertools
 import math
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 
 from priorsep.audio import (
-    FFMPEG_SUFFIXES,
+    BLOCK_SECONDS,
+    AudioStream,
     OutputFormat,
-    StreamResampler,
     file_options,
     limit,
+    resample_kernels,
     to_mono,
-    truncation,
 )
-from priorsep.errors import AudioReadError, OutputWriteError, UsageError
-
-BLOCK_SECONDS = 4.0
-"""Seconds of input read at a time."""
+from priorsep.errors import OutputWriteError
 
 
-@dataclass
-class AudioStream:
-    """An input being read: its rate and channels, the frames it should give (None when the
-    container does not say; FFmpeg's is an estimate), the blocks (channels, n) float32, and
-    `close` to release the file (also when the blocks were never read)."""
+class StreamResampler:
+    """`audio.resample` of a stream: feed blocks (..., n), get every output sample whose
+    kernel has all its input; `finish` gives the rest. Concatenated, the outputs are
+    `resample` of the whole signal (the same kernels over the same padded input)."""
 
-    name: str
-    rate: int
-    channels: int
-    frames: int | None
-    blocks: Iterator[torch.Tensor]
-    close: Callable[[], None] = lambda: None
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self.same = rate_in == rate_out
+        if not self.same:
+            self.orig, self.new, self.width, self.kernels = resample_kernels(rate_in, rate_out)
+        self.pending: torch.Tensor | None = None
+        self.received = self.given = 0
 
+    def feed(self, block: torch.Tensor) -> torch.Tensor:
+        if self.same:
+            return block
+        shape = block.shape
+        # float64: the sums then round to the same float32 whatever the blocks (the search
+        # behind separation may turn on the last bit of its input)
+        flat = block.reshape(math.prod(shape[:-1]), shape[-1]).double()
+        if self.pending is None:
+            self.pending = flat.new_zeros(flat.shape[0], self.width)  # the left padding
+        self.pending = torch.cat([self.pending, flat], dim=-1)
+        self.received += shape[-1]
+        out = self._convolve().to(block.dtype)
+        return out.reshape(*shape[:-1], out.shape[-1])
 
-def open_audio(name: str, start: float = 0.0, duration: float | None = None,
-               warn: Callable[[str], None] | None = None) -> AudioStream:
-    """Open a file (or `-`, stdin) to read from `start` seconds for `duration` seconds.
+    def finish(self, like: torch.Tensor) -> torch.Tensor:
+        """The last samples; `like` (..., any) gives the leading shape and dtype."""
+        if self.same:
+            return like[..., :0]
+        if self.pending is None:
+            return like[..., :0]
+        self.pending = torch.nn.functional.pad(self.pending, (0, self.width + self.orig))
+        out = self._convolve()
+        total = math.ceil(self.new * self.received / self.orig)
+        out = out[..., :max(0, total - (self.given - out.shape[-1]))].to(like.dtype)
+        return out.reshape(*like.shape[:-1], out.shape[-1])
 
-    Raises:
-        AudioReadError: missing, a folder, unreadable or empty (a block with samples that are
-            not finite raises it while reading).
-        UsageError: `start` is past the end.
-    """
-    label = "stdin" if name == "-" else name
-    if name == "-":
-        payload = sys.stdin.buffer.read()
-        if not payload:
-            raise AudioReadError("stdin: empty input, expected audio (e.g. a wav file)")
-        source: str | io.BytesIO = io.BytesIO(payload)
-    else:
-        if Path(name).is_dir():
-            raise AudioReadError(f"{name}: a folder, not an audio file")
-        if not Path(name).is_file():
-            raise AudioReadError(f"{name}: no such file")
-        source = name
-    first_error: Exception | None = None
-    if name == "-" or Path(name).suffix.lower() not in FFMPEG_SUFFIXES:
-        try:
-            file = soundfile.SoundFile(source)
-        except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-            first_error = error
-            if isinstance(source, io.BytesIO):
-                source.seek(0)
-        else:
-            note = truncation(file.extra_info)
-            if note and warn is not None:
-                warn(f"{label}: {note}")
-            try:
-                stream = _cut(label, file.samplerate, file.channels, file.frames, start,
-                              duration, lambda first: _soundfile_blocks(file, first, label))
-            except (AudioReadError, UsageError):
-                file.close()
-                raise
-            stream.close = file.close
-            return stream
-    rate, channels, frames, opener, container = _ffmpeg(source, label, first_error)
-    try:
-        stream = _cut(label, rate, channels, frames, start, duration, opener, estimated=True)
-    except (AudioReadError, UsageError):
-        container.close()
-        raise
-    stream.close = container.close
-    return stream
-
-
-def _cut(label: str, rate: int, channels: int, frames: int | None, start: float,
-         duration: float | None, opener: Callable[[int], Iterator[np.ndarray]],
-         estimated: bool = False) -> AudioStream:
-    """The stream from `start` for `duration` seconds (blocks (channels, n) float32);
-    `estimated`: `frames` is the container's guess, not checked against `start`."""
-    if frames == 0:
-        raise AudioReadError(f"{label}: contains no audio")
-    first = round(start * rate)
-    if frames is not None and not estimated and first >= frames:
-        raise UsageError(f"{label}: --start {start:g} s is past its end ({frames / rate:.2f} s)")
-    wanted = None if duration is None else max(1, round(duration * rate))
-    expected = frames - first if frames is not None else None
-    if wanted is not None:
-        expected = wanted if expected is None else min(expected, wanted)
-
-    def blocks() -> Iterator[torch.Tensor]:
-        given = 0
-        for data in opener(first):
-            if wanted is not None:
-                data = data[:, :wanted - given]
-            if data.shape[1] == 0:
-                break
-            finite = np.isfinite(data).all(axis=0)
-            if not finite.all():
-                at = (first + given + int(np.argmin(finite))) / rate
-                raise AudioReadError(f"{label}: samples that are not finite numbers (NaN or "
-                                     f"infinity) from {at:.2f} s; fix or re-export the file")
-            given += data.shape[1]
-            yield torch.from_numpy(np.ascontiguousarray(data))
-            if wanted is not None and given >= wanted:
-                break
-        if given == 0:
-            if (frames is None or estimated) and first > 0:
-                raise UsageError(f"{label}: --start {start:g} s is past its end")
-            raise AudioReadError(f"{label}: contains no audio")
-
-    return AudioStream(label, rate, channels, expected, blocks())
-
-
-def _soundfile_blocks(file: soundfile.SoundFile, first: int, label: str
-                      ) -> Iterator[np.ndarray]:
-    block = max(1, int(BLOCK_SECONDS * file.samplerate))
-    try:
-        with file:
-            if first:
-                file.seek(first)
-            while True:
-                data = file.read(block, dtype="float32", always_2d=True)
-                if data.shape[0] == 0:
-                    return
-                yield data.T
-    except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise AudioReadError(f"{label}: not a readable audio file ({error})") from None
-
-
-def _ffmpeg(source: str | io.BytesIO, label: str, first_error: Exception | None):
-    """(rate, channels, frames or None, opener, container) of the first audio stream FFmpeg
-    decodes."""
-    import av
-
-    def refused(reason: str) -> AudioReadError:
-        before = f"{first_error}; " if first_error is not None else ""
-        return AudioReadError(f"{label}: not a readable audio file ({before}{reason})")
-
-    try:
-        container = av.open(source, mode="r")
-    except (av.FFmpegError, OSError, ValueError) as error:
-        raise refused(f"FFmpeg: {error}") from None
-    stream = next((s for s in container.streams if s.type == "audio"), None)
-    if stream is None or not stream.codec_context.sample_rate:
-        container.close()
-        raise refused("no audio stream")
-    rate = int(stream.codec_context.sample_rate)
-    channels = int(stream.codec_context.channels)
-    frames = None
-    if stream.duration is not None and stream.time_base is not None:
-        frames = max(1, round(float(stream.duration * stream.time_base) * rate))
-
-    def opener(first: int) -> Iterator[np.ndarray]:
-        convert = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
-                                    rate=rate)
-        skip, pending, held = first, [], 0
-        block = max(1, int(BLOCK_SECONDS * rate))
-        try:
-            with container:
-                decoded = (out for frame in container.decode(stream)
-                           for out in convert.resample(frame))
-                for out in itertools.chain(decoded, convert.resample(None)):
-                    data = out.to_ndarray().astype(np.float32, copy=False)
-                    if skip:
-                        cut = min(skip, data.shape[1])
-                        data, skip = data[:, cut:], skip - cut
-                    pending.append(data)
-                    held += data.shape[1]
-                    if held >= block:  # codec frames (~1024 samples) gathered into blocks
-                        yield np.concatenate(pending, axis=1)
-                        pending, held = [], 0
-                if held:
-                    yield np.concatenate(pending, axis=1)
-        except (av.FFmpegError, OSError, ValueError) as error:
-            raise refused(f"FFmpeg: {error}") from None
-
-    return rate, channels, frames, opener, container
+    def _convolve(self) -> torch.Tensor:
+        span = 2 * self.width + self.orig
+        count = (self.pending.shape[-1] - span) // self.orig + 1
+        if count <= 0:
+            return self.pending.new_zeros(self.pending.shape[0], 0)
+        used = self.pending[:, :(count - 1) * self.orig + span]
+        out = torch.nn.functional.conv1d(used[:, None], self.kernels.to(used), stride=self.orig)
+        self.pending = self.pending[:, count * self.orig:]
+        out = out.transpose(1, 2).reshape(used.shape[0], -1)
+        self.given += out.shape[-1]
+        return out
 
 
 class StemFiles:

@@ -265,7 +265,7 @@ class Track:
 def separate_one(separator, name: str, track: Track) -> float:
     """Read, separate and write one input block by block (`priorsep.streaming`); returns its
     seconds of audio. The stems appear together or not at all."""
-    from priorsep.streaming import open_audio
+    from priorsep.audio import open_audio
 
     stream = open_audio(name, track.start, track.duration, warn=lambda line: console.print(
         f"[yellow]warning:[/yellow] {line}", highlight=False))
