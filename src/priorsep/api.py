@@ -340,16 +340,10 @@ class Separator:
         classes = [self.sources.index(name) for name in self.present]
         if strategy.takes_classes:
             return strategy.separate(self.priors, segments, self.mixing, step, classes)
-        from priorsep.nn.prior import CombinedPriors, SourceRef
+        from priorsep.separation.extract import on_classes
 
-        subset = CombinedPriors([self.priors], [SourceRef(name, 0, name)
-                                                for name in self.present])
-        weights = self.mixing.weights(len(self.sources), torch.float64)[classes]
-        estimates = strategy.separate(subset, segments, Mixing("gains", tuple(weights.tolist())),
-                                      step)
-        full = estimates.new_zeros(estimates.shape[0], len(self.sources), estimates.shape[-1])
-        full[:, classes] = estimates
-        return full
+        return on_classes(self.priors, self.mixing, classes, lambda priors, mixing:
+                          strategy.separate(priors, segments, mixing, step))
 
     def segment_function(self, rows: int, time: int | None,
                          progress: Callable[[SeparationProgress], None] | None = None,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -164,8 +165,7 @@ def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch
     n_sources = sources.shape[1]
     weights = mixing.weights(n_sources, mix.dtype, mix.device)
     rows = torch.arange(mix.shape[0], device=mix.device)
-    present = torch.zeros(mix.shape[0], n_sources, dtype=torch.bool, device=mix.device)
-    present[rows[:, None], order] = True  # the classes not in `order` are known absent
+    present = assigned(order, n_sources)  # the classes not in `order` are known absent
     for stage in range(order.shape[1]):
         chosen = order[:, stage]  # (B,)
         own = sources[rows, chosen] * weights[chosen][:, None]
@@ -186,6 +186,13 @@ def sweep(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch
             update = update * sounds[:, None]
         sources[rows, chosen] = update
     return sources, present
+
+
+def assigned(order: torch.Tensor, n_sources: int) -> torch.Tensor:
+    """(batch, n_sources) bool: the classes that `order` (batch, n_stages) assigns."""
+    flags = torch.zeros(order.shape[0], n_sources, dtype=torch.bool, device=order.device)
+    flags[torch.arange(order.shape[0], device=order.device)[:, None], order] = True
+    return flags
 
 
 def segment_scale(mix: torch.Tensor, level: float) -> torch.Tensor:
@@ -219,8 +226,7 @@ def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
     result = assign_by_evidence(priors, mix, mixing, config, progress, classes)
     n_stages = result.order.shape[1]
     sources = result.sources
-    present = torch.zeros(mix.shape[0], len(priors.sources), dtype=torch.bool, device=mix.device)
-    present[torch.arange(mix.shape[0], device=mix.device)[:, None], result.order] = True
+    present = assigned(result.order, len(priors.sources))
     for index in range(config.sweeps):
         sources, present = sweep(priors, mix, mixing, sources, result.order, config.sweep_sigma,
                                  config.silence, config.presence, config.presence_db)
@@ -228,37 +234,42 @@ def extract_separate(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing,
             progress(n_stages * (2 + index), extraction_steps(n_stages, config))
     if config.refine != "none":
         sources = refine(priors, mix, mixing, sources, config.refine, langevin, diffusion,
-                         result.order[0].tolist() if classes is not None else None)
+                         classes)
     return dataclasses.replace(result, sources=sources * scale[..., None], present=present)
+
+
+def on_classes(priors: SourcePrior, mixing: Mixing, classes: list[int],
+               separate: Callable[[SourcePrior, Mixing], torch.Tensor]) -> torch.Tensor:
+    """`separate(priors, mixing)` run on the priors of `classes` alone (a combination of them,
+    under their own mixing weights); its (batch, len(classes), time) sources returned in the
+    slots of `classes` of (batch, n_sources, time), silence in the others."""
+    from priorsep.nn.prior import CombinedPriors, SourceRef
+
+    classes = sorted(classes)
+    subset = CombinedPriors([priors], [SourceRef(priors.sources[k], 0, priors.sources[k])
+                                       for k in classes])
+    weights = mixing.weights(len(priors.sources), torch.float64)[classes]
+    estimates = separate(subset, Mixing("gains", tuple(weights.tolist())))
+    full = estimates.new_zeros(estimates.shape[0], len(priors.sources), estimates.shape[-1])
+    full[:, classes] = estimates
+    return full
 
 
 def refine(priors: SourcePrior, mix: torch.Tensor, mixing: Mixing, sources: torch.Tensor,
            sampler: str, langevin: LangevinConfig | None, diffusion: DiffusionConfig | None,
            classes: list[int] | None) -> torch.Tensor:
     """The sampler `sampler` started from `sources`; with `classes`, over those classes alone
-    (a combination of their priors under their mixing weights), the others kept silent."""
-    run_priors, run_mixing, start = priors, mixing, sources
-    if classes is not None:
-        from priorsep.nn.prior import CombinedPriors, SourceRef
+    (`on_classes`), the others kept silent."""
+    def run(run_priors: SourcePrior, run_mixing: Mixing) -> torch.Tensor:
+        start = sources if classes is None else sources[:, sorted(classes)]
+        if sampler == "langevin":
+            from priorsep.separation.langevin import langevin_separate
 
-        classes = sorted(classes)
-        run_priors = CombinedPriors([priors], [SourceRef(priors.sources[k], 0,
-                                                         priors.sources[k]) for k in classes])
-        weights = mixing.weights(len(priors.sources), torch.float64)[classes]
-        run_mixing = Mixing("gains", tuple(weights.tolist()))
-        start = sources[:, classes]
-    if sampler == "langevin":
-        from priorsep.separation.langevin import langevin_separate
-
-        refined = langevin_separate(run_priors, mix, run_mixing, langevin or LangevinConfig(),
-                                    initial=start).sources
-    else:
+            return langevin_separate(run_priors, mix, run_mixing, langevin or LangevinConfig(),
+                                     initial=start).sources
         from priorsep.separation.diffusion import diffusion_separate
 
-        refined = diffusion_separate(run_priors, mix, run_mixing, diffusion or DiffusionConfig(),
-                                     initial=start).sources
-    if classes is None:
-        return refined
-    out = torch.zeros_like(sources)
-    out[:, classes] = refined.to(out)
-    return out
+        return diffusion_separate(run_priors, mix, run_mixing, diffusion or DiffusionConfig(),
+                                  initial=start).sources
+
+    return run(priors, mixing) if classes is None else on_classes(priors, mixing, classes, run)
