@@ -64,9 +64,7 @@ class StreamResampler:
 
     def finish(self, like: torch.Tensor) -> torch.Tensor:
         """The last samples; `like` (..., any) gives the leading shape and dtype."""
-        if self.same:
-            return like[..., :0]
-        if self.pending is None:
+        if self.same or self.pending is None:
             return like[..., :0]
         self.pending = torch.nn.functional.pad(self.pending, (0, self.width + self.orig))
         out = self._convolve()
@@ -208,8 +206,9 @@ def separate_stream(separator, stream: AudioStream, progress=None, mono: bool = 
         nonlocal given
         if stems is None:
             return
-        stems = up.feed(stems[:, keep]) if not last else torch.cat(
-            [up.feed(stems[:, keep]), up.finish(stems[:, keep])], dim=-1)
+        chosen = stems[:, keep]
+        stems = up.feed(chosen) if not last else torch.cat([up.feed(chosen), up.finish(chosen)],
+                                                           dim=-1)
         if last and given + stems.shape[-1] < received:  # the resampler's rounding
             stems = torch.nn.functional.pad(stems, (0, received - given - stems.shape[-1]))
         stems = stems[..., :received - given]
