@@ -238,33 +238,31 @@ class WavetablePriors(SourcePrior):
 
     def estimate(self, signals: torch.Tensor, latents: Latents, sigma: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each class's estimate of its source in row k, and the log-likelihood of the row.
-
-        Learnt tables: the projection G_k(z*) and `log N(x; G_k(z*), sigma_eff**2)` (profile).
-        Exact toy shapes: the posterior mean over nested (f0, theta) grids around z*
-        (`latent_search.posterior_mean_by_zoom`), and the log of the finest grid's mean
-        likelihood.
+        """Each class's estimate of its source in row k, and the row's log-likelihood with it
+        less that as noise alone (`noise_log_likelihood`). Learnt tables: the projection
+        G_k(z*) and the profile likelihood; exact toy shapes: the posterior mean over nested
+        (f0, theta) grids around z* (`latent_search.posterior_mean_by_zoom`) and the log of
+        the finest grid's mean likelihood.
 
         Args:
             signals: (batch, n_sources, time); sigma: (batch, n_sources).
 
         Returns:
-            (estimates (batch, n_sources, time), log-likelihood (batch, n_sources)).
+            (estimates (batch, n_sources, time), log-likelihood ratio (batch, n_sources)).
         """
         length = signals.shape[-1]
         variance = self.effective_sigma(sigma).double().pow(2)  # (B, N)
-        constant = noise_log_likelihood(signals, self.effective_sigma(sigma))
         if not self.arch.exact:
             rendered = self.render(latents.f0, latents.phase, latents.gain, length)
             fit = signals.double().pow(2).sum(-1) - (signals - rendered).double().pow(2).sum(-1)
-            return rendered, constant + fit / (2 * variance)
+            return rendered, fit / (2 * variance)
         _, _, gain_low, gain_high = self.bounds()
         mean, grid_mean = posterior_mean_by_zoom(
             signals, lambda f0, phase: self.render(f0, phase, torch.ones_like(latents.gain),
                                                    length),
             latents.f0, latents.phase, gain_low, gain_high, variance, self.sample_rate,
             ZOOM_ROUNDS)
-        return mean.to(signals.dtype), constant + grid_mean
+        return mean.to(signals.dtype), grid_mean
 
     # --- the source-prior interface -------------------------------------------------------
 
@@ -279,11 +277,11 @@ class WavetablePriors(SourcePrior):
         best = Latents(best.f0, best.phase, best.gain / weights, best.fit)
         seen = residual[:, None] / weights[:, None]  # (B, N, T): what class k sees
         sigma = expand_sigma(sigma, seen)
-        sources, log_likelihood = self.estimate(seen, best, sigma)
-        evidence = (log_likelihood + self.log_prior(best.f0, best.gain)
+        sources, ratio = self.estimate(seen, best, sigma)
+        noise = noise_log_likelihood(seen, self.effective_sigma(sigma))
+        evidence = (noise + ratio + self.log_prior(best.f0, best.gain)
                     + math.log1p(-self.arch.silence) - latent_price(3, seen.shape[-1]))
-        silence = (noise_log_likelihood(seen, self.effective_sigma(sigma))
-                   + math.log(self.arch.silence))
+        silence = noise + math.log(self.arch.silence)
         return Proposal(sources, evidence.float(), silence.float())
 
     def log_prob(self, sources: torch.Tensor, sigma=None) -> torch.Tensor:
@@ -303,10 +301,11 @@ class WavetablePriors(SourcePrior):
         sources = sources.detach()
         sigma = expand_sigma(sigma, sources)
         latents = self.best_latents(self.search(sources))
-        estimate, log_likelihood = self.estimate(sources, latents, sigma)
-        variance = self.effective_sigma(sigma).pow(2)
-        log_prob = (log_likelihood + self.log_prior(latents.f0, latents.gain)).float()
-        return log_prob, (estimate - sources) / variance[..., None]
+        estimate, ratio = self.estimate(sources, latents, sigma)
+        width = self.effective_sigma(sigma)
+        log_prob = (noise_log_likelihood(sources, width) + ratio
+                    + self.log_prior(latents.f0, latents.gain)).float()
+        return log_prob, (estimate - sources) / width.pow(2)[..., None]
 
     def score(self, sources: torch.Tensor, sigma) -> torch.Tensor:
         return self.log_prob_and_score(sources, sigma)[1]
